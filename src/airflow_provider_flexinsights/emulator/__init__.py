@@ -1,0 +1,29 @@
+"""A local emulator of the Flex Insights export API, for demos and tests. Not used by the provider."""
+
+from __future__ import annotations
+
+from airflow_provider_flexinsights.emulator.data import render_report
+from airflow_provider_flexinsights.emulator.server import (
+    DEMO_EMAIL,
+    DEMO_PASSWORD,
+    DEMO_WORKSPACE,
+    EMPTY_REPORT,
+    QUEUE_REPORT,
+    Emulator,
+    EmulatorConfig,
+    Report,
+    RequestRecord,
+)
+
+__all__ = [
+    "DEMO_EMAIL",
+    "DEMO_PASSWORD",
+    "DEMO_WORKSPACE",
+    "EMPTY_REPORT",
+    "QUEUE_REPORT",
+    "Emulator",
+    "EmulatorConfig",
+    "Report",
+    "RequestRecord",
+    "render_report",
+]

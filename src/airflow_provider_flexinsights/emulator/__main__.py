@@ -1,0 +1,52 @@
+"""``python -m airflow_provider_flexinsights.emulator --port 8765``: serve the emulated API."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+
+from airflow_provider_flexinsights.emulator.server import (
+    DEMO_EMAIL,
+    DEMO_PASSWORD,
+    DEMO_WORKSPACE,
+    EMPTY_REPORT,
+    QUEUE_REPORT,
+    Emulator,
+    EmulatorConfig,
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_flexinsights.emulator", description=__doc__
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--pending-polls", type=int, default=2, help="202 answers before an export is ready")
+    parser.add_argument("--pending-seconds", type=float, default=0.0, help="minimum seconds before ready")
+    parser.add_argument("--tt-ttl", type=float, default=600.0, help="temporary token lifetime in seconds")
+    args = parser.parse_args(argv)
+
+    config = EmulatorConfig(
+        pending_polls=args.pending_polls, pending_seconds=args.pending_seconds, tt_ttl=args.tt_ttl
+    )
+    emulator = Emulator(config, host=args.host, port=args.port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # One JSON line on stdout tells scripts where to connect (the port may have been chosen for us).
+    ready = {
+        "url": emulator.url,
+        "login": DEMO_EMAIL,
+        "password": DEMO_PASSWORD,
+        "workspace_id": DEMO_WORKSPACE,
+        "reports": {"queue": QUEUE_REPORT, "empty": EMPTY_REPORT},
+    }
+    print(json.dumps(ready), flush=True)
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        emulator.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Deterministic Flex queue-report CSV, as the raw export serves it.
+
+Each day's rows depend only on (workspace, report, day), so any date range is the concatenation of
+its days and tests can compute the exact bytes to expect. Every field is double-quoted and lines
+end with CRLF, like GoodData's raw export.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import random
+from collections.abc import Iterator
+
+HEADER = (
+    "Queue",
+    "Date",
+    "Interval 15 Minutes",
+    "Channel",
+    "Direction",
+    "Offered Contacts",
+    "Average Handle Time",
+    "Abandons",
+    "Service Level",
+    "Average Speed of Answer",
+    "Volume Handled",
+)
+QUEUES = ("Sales", "Support", "Billing", "Retention", "Everyone")
+CHANNELS = ("voice", "chat", "sms")
+OPEN_HOUR, CLOSE_HOUR = 8, 20
+
+
+def csv_line(fields: tuple[str, ...] | list[str]) -> bytes:
+    return ("".join(('"', '","'.join(f.replace('"', '""') for f in fields), '"\r\n'))).encode()
+
+
+def header() -> bytes:
+    return csv_line(HEADER)
+
+
+@functools.lru_cache(maxsize=512)
+def day_rows(workspace_id: str, report_id: str, day: dt.date) -> bytes:
+    """All rows of one day: 15-minute intervals in opening hours, per queue and channel."""
+    seed = hashlib.sha256(f"{workspace_id}/{report_id}/{day.isoformat()}".encode()).digest()
+    rng = random.Random(seed)
+    weekday_load = 0.55 if day.weekday() >= 5 else 1.0
+    lines = []
+    for minute in range(OPEN_HOUR * 60, CLOSE_HOUR * 60, 15):
+        interval = f"{minute // 60:02d}:{minute % 60:02d}"
+        for queue in QUEUES:
+            for channel in CHANNELS:
+                if rng.random() > 0.6:
+                    continue
+                offered = max(1, int(rng.gauss(12, 5) * weekday_load))
+                abandons = min(offered, int(rng.expovariate(1.5)))
+                handled = offered - abandons
+                lines.append(
+                    csv_line(
+                        (
+                            queue,
+                            day.strftime("%m/%d/%Y"),
+                            interval,
+                            channel,
+                            "Inbound" if rng.random() < 0.85 else "Outbound",
+                            str(offered),
+                            f"{rng.uniform(90, 600):.1f}",
+                            str(abandons),
+                            f"{rng.uniform(0.6, 1.0):.4f}",
+                            f"{rng.uniform(2, 90):.1f}",
+                            str(handled),
+                        )
+                    )
+                )
+    return b"".join(lines)
+
+
+def days(date_from: dt.date, date_to: dt.date) -> Iterator[dt.date]:
+    day = date_from
+    while day <= date_to:
+        yield day
+        day += dt.timedelta(days=1)
+
+
+def iter_report(workspace_id: str, report_id: str, date_from: dt.date, date_to: dt.date) -> Iterator[bytes]:
+    """The CSV in blocks: the header, then one block per day."""
+    yield header()
+    for day in days(date_from, date_to):
+        yield day_rows(workspace_id, report_id, day)
+
+
+def render_report(workspace_id: str, report_id: str, date_from: str, date_to: str) -> bytes:
+    """The whole CSV the emulator serves for this export (what tests compare downloads against)."""
+    start, end = dt.date.fromisoformat(date_from), dt.date.fromisoformat(date_to)
+    return b"".join(iter_report(workspace_id, report_id, start, end))

@@ -1,0 +1,511 @@
+"""A local, strict emulator of the Flex Insights export API (see shared/flex-insights-api.md).
+
+It keeps real token bookkeeping (SSTs, TTs with expiry, logout), maps identifiers, runs raw exports
+that answer 202 until ready and then stream chunked CSV, and answers GoodData-style errors. It is
+strict about request shapes, so a client bug gets a 400 here rather than passing unnoticed.
+
+Tests read what it saw from :attr:`Emulator.requests` (in process) or ``GET /_emulator/requests``
+(from another process), and every SST and TT it ever issued from :attr:`Emulator.issued_secrets`,
+to prove none of them leaked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from airflow_provider_flexinsights.emulator import data
+
+DEMO_EMAIL = "analyst@example.com"
+DEMO_PASSWORD = "flex-emulator-password"
+DEMO_WORKSPACE = "flexinsightsdemoworkspace0000001"
+QUEUE_REPORT = "3035643"
+EMPTY_REPORT = "3035644"
+DATE_IDENTIFIER = "date.date.mmddyyyy"
+DEFAULT_DATE_RANGE = ("2024-01-01", "2024-01-07")  # what an export without a date filter covers
+
+SST_CHALLENGE = 'GoodData realm="GoodData API", cookie=GDCAuthSST location=/gdc/account/login'
+TT_CHALLENGE = 'GoodData realm="GoodData API", cookie=GDCAuthTT'
+
+
+@dataclass
+class Report:
+    title: str
+    kind: Literal["queue", "empty"] = "queue"
+    break_after_bytes: int | None = None  # fault: drop the connection mid-body after this many bytes
+
+
+def default_reports() -> dict[str, Report]:
+    return {
+        QUEUE_REPORT: Report("Queue performance, 15 minute intervals"),
+        EMPTY_REPORT: Report("Queue performance, retired queues (no data)", kind="empty"),
+    }
+
+
+@dataclass
+class EmulatorConfig:
+    users: dict[str, str] = field(default_factory=lambda: {DEMO_EMAIL: DEMO_PASSWORD})
+    workspaces: dict[str, dict[str, Report]] = field(
+        default_factory=lambda: {DEMO_WORKSPACE: default_reports()}
+    )
+    pending_polls: int = 2  # answers 202 this many times before the CSV is ready...
+    pending_seconds: float = 0.0  # ...and for at least this long after the export started
+    tt_ttl: float = 600.0
+    sst_ttl: float = 14 * 24 * 3600.0
+
+
+@dataclass
+class RequestRecord:
+    """One request as the emulator saw it (never with a password or a token)."""
+
+    method: str
+    path: str
+    status: int
+    user_agent: str
+    at: float
+    body: Any = None
+
+
+@dataclass
+class _Export:
+    workspace_id: str
+    report_id: str
+    date_from: str
+    date_to: str
+    query: str
+    created: float
+    polls: int = 0
+
+
+@dataclass
+class _Login:
+    email: str
+    profile_id: str
+    expires: float
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, message: str, *params: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.params, self.headers = status, message, params, headers or {}
+
+
+class EmulatorState:
+    """Everything the server knows, behind one lock (the server is threaded)."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+        self.logins: dict[str, _Login] = {}  # SST -> login
+        self.tts: dict[str, tuple[str, float]] = {}  # TT -> (SST, expiry)
+        self.exports: dict[str, _Export] = {}
+        self.requests: list[RequestRecord] = []
+        self.issued_secrets: set[str] = set()
+        self.logouts = 0
+        self._ids = itertools.count(1)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def label_uri(self, workspace_id: str) -> str:
+        return f"/gdc/md/{workspace_id}/obj/{1000 + sum(workspace_id.encode()) % 9000}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FlexInsightsEmulator/1"
+    state: EmulatorState  # set on the subclass made per server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read self.state.requests
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        self.request_id = f"emu-{self.state.next_id()}:{secrets.token_hex(4)}"
+        self._status = 0
+        self._logged_body: Any = None
+        url = urlsplit(self.path)
+        try:
+            raw = self._read_body()
+            route = self._route(url.path)
+            route(url, raw)
+        except _Reject as reject:
+            self._send_error(reject)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            if not url.path.startswith("/_emulator/"):
+                record = RequestRecord(
+                    self.command, self.path, self._status, self.headers.get("User-Agent", ""), time.time()
+                )
+                record.body = self._logged_body
+                with self.state.lock:
+                    self.state.requests.append(record)
+
+    def _route(self, path: str) -> Any:
+        routes: list[tuple[str, str, Any]] = [
+            ("POST", r"/gdc/account/login", self._login),
+            ("DELETE", r"/gdc/account/login/(?P<profile>[^/]+)", self._logout),
+            ("GET", r"/gdc/account/token", self._token),
+            ("POST", r"/gdc/md/(?P<ws>[^/]+)/identifiers", self._identifiers),
+            ("POST", r"/gdc/app/projects/(?P<ws>[^/]+)/execute/raw", self._start_export),
+            ("GET", r"/gdc/projects/(?P<ws>[^/]+)/execute/raw/(?P<id>[^/]+)", self._export_result),
+            ("GET", r"/_emulator/requests", self._control_requests),
+            ("GET", r"/_emulator/state", self._control_state),
+        ]
+        for method, pattern, handler in routes:
+            match = re.fullmatch(pattern, path)
+            if match and method == self.command:
+                self.match = match
+                return handler
+        raise _Reject(404, "Resource %s not found", path)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding"):
+            raise _Reject(411, "Request bodies must have a Content-Length")
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _json_body(self, raw: bytes) -> Any:
+        if "application/json" not in (self.headers.get("Content-Type") or ""):
+            raise _Reject(400, "Content-Type must be application/json")
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise _Reject(400, "Malformed JSON request body") from None
+
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._status = status
+        self.send_response(status)
+        self.send_header("X-GDC-Request", self.request_id)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if status != 204:
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body and status != 204:
+            self.wfile.write(body)
+
+    def _send_json(self, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(document).encode(), headers=headers)
+
+    def _send_error(self, reject: _Reject) -> None:
+        error = {
+            "errorClass": "com.gooddata.webapp.exception",
+            "component": "Webapp",
+            "message": reject.message,
+            "parameters": list(reject.params),
+            "requestId": self.request_id,
+        }
+        # GoodData uses both shapes; the login failure is the bare one.
+        document = error if reject.status == 401 else {"error": error}
+        self._send_json(reject.status, document, reject.headers)
+
+    # --- authentication -----------------------------------------------------------------------
+
+    def _token_from(self, header: str, cookie: str) -> str | None:
+        if value := self.headers.get(header):
+            return value
+        for part in (self.headers.get("Cookie") or "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == cookie:
+                return value
+        return None
+
+    def _require_sst(self) -> tuple[str, _Login]:
+        sst = self._token_from("X-GDC-AuthSST", "GDCAuthSST")
+        with self.state.lock:
+            login = self.state.logins.get(sst or "")
+            if sst is None or login is None or login.expires < time.time():
+                raise _Reject(
+                    401,
+                    "Unauthorized: SST missing, expired or deleted",
+                    headers={"WWW-Authenticate": SST_CHALLENGE},
+                )
+            return sst, login
+
+    def _require_tt(self) -> _Login:
+        tt = self._token_from("X-GDC-AuthTT", "GDCAuthTT")
+        with self.state.lock:
+            sst, expires = self.state.tts.get(tt or "", ("", 0.0))
+            login = self.state.logins.get(sst)
+            if login is None or expires < time.time():
+                raise _Reject(
+                    401, "Unauthorized: TT missing or expired", headers={"WWW-Authenticate": TT_CHALLENGE}
+                )
+            return login
+
+    def _login(self, url: Any, raw: bytes) -> None:
+        body = self._json_body(raw)
+        request = body.get("postUserLogin") if isinstance(body, dict) else None
+        expected = {"login", "password", "remember", "verify_level"}
+        if not isinstance(request, dict) or set(request) != expected or request["verify_level"] != 2:
+            raise _Reject(400, "Expected postUserLogin with login, password, remember and verify_level 2")
+        self._logged_body = {"postUserLogin": {**request, "password": "***"}}
+        users = self.state.config.users
+        if users.get(request["login"]) != request["password"]:
+            raise _Reject(
+                401, "Bad Login or Password!", headers={"WWW-Authenticate": 'GoodData realm="GoodData API"'}
+            )
+        sst = secrets.token_urlsafe(24)
+        profile_id = secrets.token_hex(16)
+        with self.state.lock:
+            self.state.logins[sst] = _Login(
+                request["login"], profile_id, time.time() + self.state.config.sst_ttl
+            )
+            self.state.issued_secrets.add(sst)
+        profile = f"/gdc/account/profile/{profile_id}"
+        self._send_json(
+            200,
+            {"userLogin": {"profile": profile, "state": f"/gdc/account/login/{profile_id}", "token": sst}},
+        )
+
+    def _token(self, url: Any, raw: bytes) -> None:
+        sst, _ = self._require_sst()
+        tt = secrets.token_urlsafe(24)
+        with self.state.lock:
+            self.state.tts[tt] = (sst, time.time() + self.state.config.tt_ttl)
+            self.state.issued_secrets.add(tt)
+        self._send_json(200, {"userToken": {"token": tt}})
+
+    def _logout(self, url: Any, raw: bytes) -> None:
+        sst, login = self._require_sst()
+        if login.profile_id != self.match["profile"]:
+            raise _Reject(403, "Cannot log out another user's session")
+        with self.state.lock:
+            del self.state.logins[sst]
+            for tt in [tt for tt, (owner, _) in self.state.tts.items() if owner == sst]:
+                del self.state.tts[tt]
+            self.state.logouts += 1
+        self._send(204)
+
+    # --- workspace API ------------------------------------------------------------------------
+
+    def _workspace(self) -> tuple[str, dict[str, Report]]:
+        workspace_id: str = self.match["ws"]
+        reports = self.state.config.workspaces.get(workspace_id)
+        if reports is None:
+            raise _Reject(404, "Project '%s' does not exist or you have no access to it", workspace_id)
+        return workspace_id, reports
+
+    def _identifiers(self, url: Any, raw: bytes) -> None:
+        self._require_tt()
+        workspace_id, _ = self._workspace()
+        body = self._json_body(raw)
+        identifiers = body.get("identifierToUri") if isinstance(body, dict) else None
+        if not isinstance(identifiers, list) or not all(isinstance(i, str) for i in identifiers):
+            raise _Reject(400, "Expected identifierToUri: a list of identifiers")
+        self._logged_body = body
+        known = {DATE_IDENTIFIER: self.state.label_uri(workspace_id)}
+        found = [{"identifier": i, "uri": known[i]} for i in identifiers if i in known]
+        self._send_json(200, {"identifiers": found})
+
+    def _start_export(self, url: Any, raw: bytes) -> None:
+        self._require_tt()
+        workspace_id, reports = self._workspace()
+        body = self._json_body(raw)
+        self._logged_body = body
+        request = body.get("report_req") if isinstance(body, dict) else None
+        if not isinstance(request, dict) or set(request) - {"report", "context"} or "report" not in request:
+            raise _Reject(400, "Expected report_req with report and optional context")
+        match = re.fullmatch(rf"/gdc/md/{workspace_id}/obj/(\d+)", str(request["report"]))
+        if match is None:
+            raise _Reject(
+                400, "Report URI %s is not an object of project %s", str(request["report"]), workspace_id
+            )
+        report_id = match[1]
+        if report_id not in reports:
+            raise _Reject(404, "Object %s not found", str(request["report"]))
+        date_from, date_to = self._date_range(workspace_id, request.get("context", {}))
+        export_id, query = secrets.token_hex(8), f"q={secrets.token_hex(6)}&c={secrets.token_hex(10)}"
+        with self.state.lock:
+            self.state.exports[export_id] = _Export(
+                workspace_id, report_id, date_from, date_to, query, time.time()
+            )
+        uri = f"/gdc/projects/{workspace_id}/execute/raw/{export_id}?{query}"
+        self._send_json(201, {"uri": uri}, {"Location": uri})
+
+    def _date_range(self, workspace_id: str, context: Any) -> tuple[str, str]:
+        filters = context.get("filters", []) if isinstance(context, dict) else None
+        if not isinstance(filters, list):
+            raise _Reject(400, "context.filters must be a list")
+        date_range = DEFAULT_DATE_RANGE
+        for item in filters:
+            if not isinstance(item, dict) or set(item) != {"uri", "constraint"}:
+                raise _Reject(400, "Each filter needs exactly uri and constraint")
+            if item["uri"] != self.state.label_uri(workspace_id):
+                raise _Reject(400, "Attribute display form %s not found", str(item["uri"]))
+            date_range = self._interval(item["constraint"])
+        return date_range
+
+    @staticmethod
+    def _interval(constraint: Any) -> tuple[str, str]:
+        if (
+            not isinstance(constraint, dict)
+            or constraint.get("type") != "interval"
+            or set(constraint)
+            != {
+                "type",
+                "from",
+                "to",
+            }
+        ):
+            raise _Reject(400, "Expected an interval constraint with type, from and to")
+        try:
+            start = dt.date.fromisoformat(constraint["from"])
+            end = dt.date.fromisoformat(constraint["to"])
+        except (TypeError, ValueError):
+            raise _Reject(400, "Interval bounds must be dates written YYYY-MM-DD") from None
+        if start > end:
+            raise _Reject(400, "Interval from %s is after to %s", str(start), str(end))
+        return start.isoformat(), end.isoformat()
+
+    def _export_result(self, url: Any, raw: bytes) -> None:
+        self._require_tt()
+        workspace_id, reports = self._workspace()
+        with self.state.lock:
+            export = self.state.exports.get(self.match["id"])
+            if export is None or export.workspace_id != workspace_id:
+                raise _Reject(404, "Export %s not found", self.match["id"])
+            if url.query != export.query:
+                raise _Reject(400, "Export URI query string missing or altered (expected the URI as given)")
+            export.polls += 1
+            config = self.state.config
+            ready = (
+                export.polls > config.pending_polls and time.time() - export.created >= config.pending_seconds
+            )
+        uri = f"{url.path}?{url.query}"
+        if not ready:
+            self._send_json(202, {"uri": uri})
+            return
+        report = reports[export.report_id]
+        if report.kind == "empty":
+            self._send(204)
+            return
+        self._stream_csv(export, report)
+
+    def _stream_csv(self, export: _Export, report: Report) -> None:
+        self._status = 200
+        self.send_response(200)
+        self.send_header("X-GDC-Request", self.request_id)
+        self.send_header("Content-Type", "text/csv; charset=utf-8")
+        self.send_header("Content-Disposition", f'attachment; filename="report-{export.report_id}.csv"')
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        start, end = dt.date.fromisoformat(export.date_from), dt.date.fromisoformat(export.date_to)
+        budget = report.break_after_bytes
+        for block in data.iter_report(export.workspace_id, export.report_id, start, end):
+            if budget is not None and len(block) >= budget:
+                self.wfile.write(b"%x\r\n%s" % (len(block), block[:budget]))
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if budget is not None:
+                budget -= len(block)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+        self.wfile.write(b"0\r\n\r\n")
+
+    # --- control API (for tests running the emulator in another process) ----------------------
+
+    def _control_requests(self, url: Any, raw: bytes) -> None:
+        with self.state.lock:
+            records = [asdict(r) for r in self.state.requests]
+        self._send_json(200, records)
+
+    def _control_state(self, url: Any, raw: bytes) -> None:
+        with self.state.lock:
+            document = {"live_sessions": len(self.state.logins), "logouts": self.state.logouts}
+        self._send_json(200, document)
+
+
+class Emulator:
+    """The emulator as an object: start it on a free loopback port, inspect it, stop it.
+
+    ``with Emulator() as emulator: ...`` runs it in a background thread of this process.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = EmulatorState(config or EmulatorConfig())
+        handler = type("Handler", (_Handler,), {"state": self.state})
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return self.state.config
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.socket.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self.state.lock:
+            return list(self.state.requests)
+
+    @property
+    def live_sessions(self) -> int:
+        with self.state.lock:
+            return len(self.state.logins)
+
+    @property
+    def issued_secrets(self) -> set[str]:
+        with self.state.lock:
+            return set(self.state.issued_secrets)
+
+    def start(self) -> Emulator:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="flex-insights-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,201 @@
+"""Hooks: an Airflow connection in, a logged-in Flex Insights session out, logged out afterwards.
+
+:class:`FlexInsightsHook` serves workers (blocking ``requests``); :class:`FlexInsightsAsyncHook`
+serves triggers (``httpx`` on the event loop, connection read with Airflow's async API). Both run
+the same flows (:mod:`..api`), so they behave alike down to the retry schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_flexinsights import validation
+from airflow_provider_flexinsights.api import ExportStatus, FlexInsightsApi
+from airflow_provider_flexinsights.backoff import PollSchedule
+from airflow_provider_flexinsights.exceptions import FlexInsightsError
+from airflow_provider_flexinsights.protocol import DEFAULT_BASE_URL, SuccessBody
+from airflow_provider_flexinsights.session import Session
+from airflow_provider_flexinsights.transport import AsyncTransport, SyncTransport
+from airflow_provider_flexinsights.validation import ConnectionSettings
+
+
+def _mask_secret(secret: str) -> None:
+    """Register a freshly minted token with Airflow's secret masker (imported lazily: parse speed)."""
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(secret)
+
+
+def _settings(conn_id: str, conn: Any, extra: dict[str, Any]) -> ConnectionSettings:
+    return validation.connection_settings(
+        conn_id, host=conn.host, port=conn.port, login=conn.login, password=conn.password, extra=extra
+    )
+
+
+class FlexInsightsClient:
+    """A Flex Insights session for blocking code. Use it through :meth:`FlexInsightsHook.session`."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self.session = Session(settings.credentials, on_secret=_mask_secret)
+        self._api = FlexInsightsApi(self.session, settings.base_url)
+        self._transport = SyncTransport(settings.base_url)
+
+    def verify_access(self) -> None:
+        self._transport.run(self._api.verify_access())
+
+    def resolve_identifier(self, workspace_id: str, identifier: str) -> str:
+        return self._transport.run(self._api.resolve_identifier(workspace_id, identifier))
+
+    def start_export(self, workspace_id: str, report_id: str, date_from: str, date_to: str) -> str:
+        """Start a raw export of ``report_id`` for the days ``date_from``..``date_to``; return its URI."""
+        return self._transport.run(self._api.start_export(workspace_id, report_id, date_from, date_to))
+
+    def check_export(self, export_uri: str, success_body: SuccessBody = "stream") -> ExportStatus:
+        """Poll once; a READY status holds the open CSV stream (read it with :meth:`iter_csv`)."""
+        return self._transport.run(self._api.check_export(export_uri, success_body))
+
+    def wait_for_export(
+        self, export_uri: str, *, schedule: PollSchedule, deadline: float, polls: int = 0
+    ) -> ExportStatus:
+        """Poll in this process until ready or empty; READY comes with the open CSV stream."""
+        flow = self._api.wait_for_export(
+            export_uri, schedule=schedule, deadline=deadline, success_body="stream", polls=polls
+        )
+        return self._transport.run(flow)
+
+    @contextmanager
+    def open_csv(self, status: ExportStatus) -> Iterator[Iterator[bytes]]:
+        """The CSV body of a READY status as chunks (none for EMPTY); the response closes on exit."""
+        if status.reply is None:
+            yield iter(())
+            return
+        with self._transport.open_body(status.reply) as chunks:
+            yield chunks
+
+    def close(self) -> None:
+        """Log out (deleting the SST and its TTs on the server) and release connections."""
+        try:
+            self._transport.run(self.session.log_out())
+        finally:
+            self._transport.close()
+
+
+class FlexInsightsHook(BaseHook):
+    """Talks to Flex Insights with the credentials of a ``flex_insights`` connection.
+
+    ``login`` is the Analytics Portal user's email, ``password`` its password, ``host`` the base URL
+    (empty: https://analytics.ytica.com), extra ``workspace_id`` the default workspace. Every session
+    logs out when its ``with`` block ends, so no SST outlives the task that minted it.
+
+    :param flex_insights_conn_id: the Airflow connection to use.
+    """
+
+    conn_name_attr = "flex_insights_conn_id"
+    default_conn_name = "flex_insights_default"
+    conn_type = "flex_insights"
+    hook_name = "Flex Insights"
+
+    def __init__(self, flex_insights_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.flex_insights_conn_id = flex_insights_conn_id
+
+    @cached_property
+    def settings(self) -> ConnectionSettings:
+        """The validated connection (raises FlexInsightsInputError naming the field to fix)."""
+        conn = self.get_connection(self.flex_insights_conn_id)
+        return _settings(self.flex_insights_conn_id, conn, conn.extra_dejson)
+
+    @contextmanager
+    def session(self) -> Iterator[FlexInsightsClient]:
+        """A client that logs in on first use and logs out when the block ends, even on error."""
+        client = FlexInsightsClient(self.settings)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def get_conn(self) -> ConnectionSettings:
+        return self.settings
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Log in, mint a temporary token, log out: proves the URL, email and password."""
+        try:
+            with self.session() as client:
+                client.verify_access()
+        except FlexInsightsError as err:
+            return False, str(err)
+        return True, f"Logged in to Flex Insights at {self.settings.base_url} and out again."
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "port"],
+            "relabeling": {"login": "Email", "password": "Password", "host": "Base URL"},
+            "placeholders": {
+                "login": "analyst@example.com",
+                "host": DEFAULT_BASE_URL,
+                "extra": '{"workspace_id": "<32 lowercase letters and digits>"}',
+            },
+        }
+
+
+class AsyncFlexInsightsClient:
+    """A Flex Insights session for the event loop. Use it through :meth:`FlexInsightsAsyncHook.session`."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self.session = Session(settings.credentials, on_secret=_mask_secret)
+        self._api = FlexInsightsApi(self.session, settings.base_url)
+        self._transport = AsyncTransport(settings.base_url)
+
+    async def wait_for_export(
+        self, export_uri: str, *, schedule: PollSchedule, deadline: float
+    ) -> ExportStatus:
+        """Poll until ready or empty, never reading the CSV body (that is the worker's job)."""
+        flow = self._api.wait_for_export(
+            export_uri, schedule=schedule, deadline=deadline, success_body="discard"
+        )
+        return await self._transport.run(flow)
+
+    async def close(self) -> None:
+        try:
+            await self._transport.run(self.session.log_out())
+        finally:
+            await self._transport.close()
+
+
+class FlexInsightsAsyncHook(BaseHook):
+    """The async counterpart of :class:`FlexInsightsHook`, for triggers.
+
+    It reads the connection with Airflow's async connection API: a sync lookup inside the
+    triggerer's event loop deadlocks.
+    """
+
+    conn_name_attr = "flex_insights_conn_id"
+    default_conn_name = "flex_insights_default"
+    conn_type = "flex_insights"
+    hook_name = "Flex Insights (async)"
+
+    def __init__(self, flex_insights_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.flex_insights_conn_id = flex_insights_conn_id
+
+    async def get_settings(self) -> ConnectionSettings:
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+        conn = await get_async_connection(self.flex_insights_conn_id, hook=self)
+        return _settings(self.flex_insights_conn_id, conn, await get_async_extra_dejson(conn))
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncFlexInsightsClient]:
+        client = AsyncFlexInsightsClient(await self.get_settings())
+        try:
+            yield client
+        finally:
+            await client.close()

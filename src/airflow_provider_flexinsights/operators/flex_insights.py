@@ -1,0 +1,258 @@
+"""The operator: export one Flex Insights report for a date range to a CSV file or object."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from airflow.sdk import BaseOperator, conf
+
+from airflow_provider_flexinsights import validation
+from airflow_provider_flexinsights.api import ExportStatus
+from airflow_provider_flexinsights.backoff import PollSchedule
+from airflow_provider_flexinsights.exceptions import (
+    FlexInsightsEmptyReportError,
+    FlexInsightsError,
+    FlexInsightsInputError,
+)
+from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient, FlexInsightsHook
+from airflow_provider_flexinsights.protocol import ExportState
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+OnEmpty = Literal["succeed", "skip", "fail"]
+
+# Airflow's own deferral timeout is a backstop behind the trigger's deadline, which fails with a
+# clearer message; the margin lets the trigger's message win.
+_DEFERRAL_TIMEOUT_MARGIN = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What to export and where, validated; JSON-able so it survives a deferral unchanged."""
+
+    workspace_id: str
+    report_id: str
+    date_from: str
+    date_to: str
+    destination: str
+
+    def describe(self) -> str:
+        return (
+            f"report {self.report_id} in workspace {self.workspace_id} for {self.date_from}..{self.date_to}"
+        )
+
+
+class FlexInsightsExportOperator(BaseOperator):
+    """Export a Flex Insights report for a range of days as CSV, to a local path or object storage.
+
+    The export is started in the worker. If it is not ready at the first poll, a deferrable
+    operator hands the waiting to :class:`~..triggers.flex_insights.FlexInsightsExportTrigger` and
+    frees its worker slot; otherwise it polls in the worker on the same schedule. The CSV is then
+    streamed to ``destination`` through a temporary name and renamed into place, so the file is
+    there whole or not at all. Returns (to XCom) ``path``, ``bytes``, ``sha256``, ``export_uri``
+    and the export's parameters, never the CSV itself.
+
+    :param report_id: numeric report id, from the report's URL (``.../obj/3035643``). Templated.
+    :param destination: local path or object storage URI (``file://``, ``s3://``, ``gs://``...);
+        missing parent folders are created. Templated.
+    :param workspace_id: 32-character workspace id; defaults to the connection's extra
+        ``workspace_id``. Templated.
+    :param date_from: first day, ``YYYY-MM-DD``, inclusive. Templated. Defaults to the day of the
+        run's ``data_interval_start``.
+    :param date_to: last day, ``YYYY-MM-DD``, inclusive. Templated. Defaults to the day before
+        ``data_interval_end`` (the end is exclusive), or the start's day for a zero-length interval.
+    :param flex_insights_conn_id: the ``flex_insights`` connection.
+    :param deferrable: wait in the triggerer instead of the worker. Defaults to
+        ``[operators] default_deferrable``.
+    :param poll_interval: seconds before the first re-poll; doubles after each poll.
+    :param max_poll_interval: the longest wait between two polls, in seconds.
+    :param timeout: how long to wait for the export to be ready before failing.
+    :param on_empty: what a report with no data for the range does: ``"succeed"`` (write an
+        empty file), ``"skip"`` (skip the task, write nothing) or ``"fail"``.
+    """
+
+    template_fields: Sequence[str] = ("report_id", "workspace_id", "date_from", "date_to", "destination")
+    ui_color = "#f22f46"
+
+    def __init__(
+        self,
+        *,
+        report_id: str | int,
+        destination: str,
+        workspace_id: str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        flex_insights_conn_id: str = FlexInsightsHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 1.0,
+        max_poll_interval: float = 15.0,
+        timeout: dt.timedelta | float = dt.timedelta(hours=2),
+        on_empty: OnEmpty = "succeed",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if on_empty not in get_args(OnEmpty):
+            raise FlexInsightsInputError(f"on_empty must be 'succeed', 'skip' or 'fail', got {on_empty!r}.")
+        if not 0 < poll_interval <= max_poll_interval:
+            raise FlexInsightsInputError("poll_interval must be positive and at most max_poll_interval.")
+        self.report_id = report_id
+        self.destination = destination
+        self.workspace_id = workspace_id
+        self.date_from = date_from
+        self.date_to = date_to
+        self.flex_insights_conn_id = flex_insights_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.timeout = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else float(timeout)
+        self.on_empty = on_empty
+
+    @cached_property
+    def hook(self) -> FlexInsightsHook:
+        return FlexInsightsHook(self.flex_insights_conn_id)
+
+    @property
+    def poll_schedule(self) -> PollSchedule:
+        return PollSchedule(first=self.poll_interval, cap=self.max_poll_interval)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with _no_retry_for_permanent_errors():
+            spec = self.export_spec(context)
+            return self._export(spec)
+
+    def _export(self, spec: ExportSpec) -> dict[str, Any]:
+        with self.hook.session() as client:
+            export_uri = client.start_export(spec.workspace_id, spec.report_id, spec.date_from, spec.date_to)
+            end_time = time.time() + self.timeout
+            self.log.info("Started the Flex Insights export of %s: %s", spec.describe(), export_uri)
+            status = client.check_export(export_uri)
+            if status.state is ExportState.PENDING and self.deferrable:
+                self._defer(spec, status, end_time)
+            return self._finish(client, spec, status, end_time)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], export: dict[str, str], end_time: float
+    ) -> dict[str, Any]:
+        """Resume after the trigger: fail on its error, else fetch and write the CSV."""
+        spec = ExportSpec(**export)
+        with _no_retry_for_permanent_errors():
+            if event["status"] == "error":
+                raise _TriggerError(event["message"], retryable=event.get("retryable", False))
+            with self.hook.session() as client:
+                status = ExportStatus(ExportState(event["status"]), event["export_uri"], event["polls"])
+                if status.state is ExportState.READY:
+                    status = client.check_export(status.export_uri)
+                return self._finish(client, spec, status, end_time)
+
+    def export_spec(self, context: Context) -> ExportSpec:
+        """The rendered, validated parameters; raises FlexInsightsInputError before any request."""
+        report_id = validation.report_id(self.report_id)
+        destination = validation.destination(self.destination)
+        if self.date_from is None and self.date_to is None:
+            date_from, date_to = validation.dates_from_data_interval(
+                context.get("data_interval_start"), context.get("data_interval_end")
+            )
+        else:
+            date_from, date_to = validation.date_range(self.date_from, self.date_to)
+        workspace = self.workspace_id or self.hook.settings.workspace_id
+        if workspace is None:
+            raise FlexInsightsInputError(
+                "No workspace_id: pass workspace_id to the operator or set the extra workspace_id "
+                f"of connection {self.flex_insights_conn_id!r}."
+            )
+        workspace = validation.workspace_id(workspace)
+        return ExportSpec(workspace, report_id, date_from, date_to, destination)
+
+    def _defer(self, spec: ExportSpec, status: ExportStatus, end_time: float) -> None:
+        from airflow_provider_flexinsights.triggers.flex_insights import FlexInsightsExportTrigger
+
+        self.log.info("Export not ready yet; deferring to the triggerer (no worker slot held meanwhile).")
+        self.defer(
+            trigger=FlexInsightsExportTrigger(
+                conn_id=self.flex_insights_conn_id,
+                export_uri=status.export_uri,
+                workspace_id=spec.workspace_id,
+                report_id=spec.report_id,
+                end_time=end_time,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                polls=status.polls,
+            ),
+            method_name="execute_complete",
+            kwargs={"export": asdict(spec), "end_time": end_time},
+            timeout=dt.timedelta(seconds=self.timeout) + _DEFERRAL_TIMEOUT_MARGIN,
+        )
+
+    def _finish(
+        self, client: FlexInsightsClient, spec: ExportSpec, status: ExportStatus, end_time: float
+    ) -> dict[str, Any]:
+        """Wait in this worker if still pending, then write the CSV (or the empty-report outcome)."""
+        if status.state is ExportState.PENDING:
+            status = client.wait_for_export(
+                status.export_uri, schedule=self.poll_schedule, deadline=end_time, polls=status.polls
+            )
+        if status.state is ExportState.EMPTY:
+            self._check_empty_allowed(spec)
+        from airflow_provider_flexinsights.storage import write_atomically
+
+        with client.open_csv(status) as chunks:
+            written = write_atomically(spec.destination, chunks)
+        self.log.info(
+            "Wrote %s bytes (sha256 %s) of %s to %s after %s polls.",
+            written.bytes,
+            written.sha256,
+            spec.describe(),
+            written.path,
+            status.polls,
+        )
+        return {
+            "path": written.path,
+            "bytes": written.bytes,
+            "sha256": written.sha256,
+            "export_uri": status.export_uri,
+            "empty": status.state is ExportState.EMPTY,
+            **{k: v for k, v in asdict(spec).items() if k != "destination"},
+        }
+
+    def _check_empty_allowed(self, spec: ExportSpec) -> None:
+        message = f"Flex Insights has no data for {spec.describe()}"
+        if self.on_empty == "skip":
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"{message}; skipping as on_empty='skip'.")
+        if self.on_empty == "fail":
+            raise FlexInsightsEmptyReportError(
+                f"{message}. Check the date range, or set on_empty='succeed' to accept empty exports."
+            )
+        self.log.info("%s; writing an empty file.", message)
+
+
+class _TriggerError(FlexInsightsError):
+    """An error the trigger reported; keeps its retryability across the deferral."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@contextmanager
+def _no_retry_for_permanent_errors() -> Iterator[None]:
+    """Turn errors a task retry cannot fix (bad password, unknown report...) into AirflowFailException.
+
+    The message stays the same one sentence; only Airflow's retries are skipped.
+    """
+    try:
+        yield
+    except FlexInsightsError as err:
+        if err.retryable:
+            raise
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(err)) from err

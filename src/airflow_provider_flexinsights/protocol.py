@@ -1,0 +1,303 @@
+"""The Flex Insights (GoodData "gdc") export API as data: requests to build, answers to read.
+
+This module is the only one that knows paths, JSON shapes, headers and status codes. It performs no
+I/O: :mod:`.session` drives these messages through a transport, so the sync hook and the async
+trigger share every decision made here. See ``shared/flex-insights-api.md`` for the API itself.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from airflow_provider_flexinsights.exceptions import (
+    FlexInsightsApiError,
+    FlexInsightsAuthError,
+    FlexInsightsNotFoundError,
+    FlexInsightsTransientError,
+)
+
+DEFAULT_BASE_URL = "https://analytics.ytica.com"
+DATE_IDENTIFIER = "date.date.mmddyyyy"
+
+SST_HEADER = "X-GDC-AuthSST"
+TT_HEADER = "X-GDC-AuthTT"
+REQUEST_ID_HEADER = "X-GDC-Request"
+
+LOGIN_PATH = "/gdc/account/login"
+TOKEN_PATH = "/gdc/account/token"
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class Auth(enum.Enum):
+    """Which token a request carries."""
+
+    NONE = "none"
+    SST = "sst"
+    TT = "tt"
+
+
+SuccessBody = Literal["read", "stream", "discard"]
+"""What a transport does with the body of a 200 answer: read it, hand it over open, or drop it.
+
+Other answers are always read whole: they are small (errors, 202 "still computing").
+"""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request, relative to the connection's base URL.
+
+    ``action`` completes "Flex Insights could not ..." in error messages, so every failure says
+    what the provider was doing, for which workspace and report.
+    """
+
+    method: str
+    path: str
+    action: str
+    auth: Auth = Auth.TT
+    json: Mapping[str, Any] | None = None
+    success_body: SuccessBody = "read"
+
+
+@dataclass
+class Reply:
+    """An HTTP answer. ``stream`` is the transport's open response when ``success_body`` was "stream"."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = b""
+    stream: Any = field(default=None, repr=False)
+
+    @property
+    def request_id(self) -> str | None:
+        return _header(self.headers, REQUEST_ID_HEADER)
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError as err:
+            raise FlexInsightsApiError(
+                f"Flex Insights answered HTTP {self.status} with a body that is not JSON"
+                f"{_request_id_suffix(self.request_id)}.",
+                status=self.status,
+                request_id=self.request_id,
+            ) from err
+
+
+# --- Requests ---------------------------------------------------------------------------------
+
+
+def login(email: str, password: str) -> Request:
+    body = {"postUserLogin": {"login": email, "password": password, "remember": 0, "verify_level": 2}}
+    return Request("POST", LOGIN_PATH, "log in", auth=Auth.NONE, json=body)
+
+
+def mint_temporary_token() -> Request:
+    return Request("GET", TOKEN_PATH, "get a temporary token (TT)", auth=Auth.SST)
+
+
+def logout(profile_id: str) -> Request:
+    return Request("DELETE", f"{LOGIN_PATH}/{profile_id}", "log out", auth=Auth.SST)
+
+
+def resolve_identifiers(workspace_id: str, identifiers: list[str]) -> Request:
+    return Request(
+        "POST",
+        f"/gdc/md/{workspace_id}/identifiers",
+        f"resolve identifiers {', '.join(identifiers)} in workspace {workspace_id}",
+        json={"identifierToUri": identifiers},
+    )
+
+
+def report_uri(workspace_id: str, report_id: str) -> str:
+    return f"/gdc/md/{workspace_id}/obj/{report_id}"
+
+
+def date_interval_filter(date_label_uri: str, date_from: str, date_to: str) -> dict[str, Any]:
+    """A ``context.filters`` entry keeping the days from ``date_from`` to ``date_to``, both inclusive."""
+    return {"uri": date_label_uri, "constraint": {"type": "interval", "from": date_from, "to": date_to}}
+
+
+def start_raw_export(workspace_id: str, report_id: str, filters: list[dict[str, Any]]) -> Request:
+    body = {"report_req": {"report": report_uri(workspace_id, report_id), "context": {"filters": filters}}}
+    return Request(
+        "POST",
+        f"/gdc/app/projects/{workspace_id}/execute/raw",
+        f"start the export of report {report_id} in workspace {workspace_id}",
+        json=body,
+    )
+
+
+def check_export(export_uri: str, success_body: SuccessBody) -> Request:
+    """Poll an export; the answer to the poll that finds it ready *is* the CSV download."""
+    return Request("GET", export_uri, f"fetch export {export_uri}", success_body=success_body)
+
+
+# --- Answers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Login:
+    sst: str
+    profile_id: str
+
+
+def read_login(reply: Reply) -> Login:
+    user_login = reply.json()["userLogin"]
+    return Login(sst=user_login["token"], profile_id=user_login["profile"].rstrip("/").rsplit("/", 1)[-1])
+
+
+def read_temporary_token(reply: Reply) -> str:
+    token: str = reply.json()["userToken"]["token"]
+    return token
+
+
+def read_identifiers(reply: Reply) -> dict[str, str]:
+    """Map identifier to URI; unknown identifiers are simply absent, as the server omits them."""
+    return {item["identifier"]: item["uri"] for item in reply.json()["identifiers"]}
+
+
+def read_export_uri(reply: Reply) -> str:
+    """The export's URI, query string included (the server needs it back as it gave it)."""
+    location = _header(reply.headers, "Location")
+    if reply.body:
+        uri: str = reply.json()["uri"]
+        return uri
+    if location:
+        return location
+    raise FlexInsightsApiError(
+        f"Flex Insights accepted the export but sent no export URI{_request_id_suffix(reply.request_id)}.",
+        status=reply.status,
+        request_id=reply.request_id,
+    )
+
+
+class ExportState(enum.Enum):
+    PENDING = "pending"
+    READY = "ready"
+    EMPTY = "empty"
+
+
+def read_export_state(reply: Reply) -> ExportState:
+    if reply.status == 202:
+        return ExportState.PENDING
+    if reply.status == 204:
+        return ExportState.EMPTY
+    return ExportState.READY
+
+
+# --- Verdicts: what an answer means for the client --------------------------------------------
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    TT_EXPIRED = "tt_expired"
+    SST_EXPIRED = "sst_expired"
+    RETRY = "retry"
+    FAIL = "fail"
+
+
+def judge(request: Request, reply: Reply) -> Verdict:
+    """Decide on status code and ``WWW-Authenticate`` only, never on body text."""
+    if reply.status < 400:
+        return Verdict.OK
+    if reply.status == 401:
+        return _judge_unauthorized(request, reply)
+    if reply.status in RETRYABLE_STATUSES:
+        return Verdict.RETRY
+    return Verdict.FAIL
+
+
+def _judge_unauthorized(request: Request, reply: Reply) -> Verdict:
+    if request.auth is Auth.NONE:
+        return Verdict.FAIL  # a 401 on login itself is a bad password: never retried
+    challenge = _header(reply.headers, "WWW-Authenticate") or ""
+    if request.auth is Auth.SST or "GDCAuthSST" in challenge:
+        return Verdict.SST_EXPIRED
+    return Verdict.TT_EXPIRED
+
+
+def retry_after(reply: Reply, now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After`` as seconds or as an HTTP date)."""
+    value = _header(reply.headers, "Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_for(request: Request, reply: Reply, *, hint: str = "") -> FlexInsightsApiError:
+    """One sentence for a failed request: action, status, server message, request id, what to do."""
+    server = server_message(reply.body)
+    detail = f": {server}" if server else ""
+    message = f"Flex Insights could not {request.action} (HTTP {reply.status}{detail})"
+    message += _request_id_suffix(reply.request_id)
+    if reply.status == 401 and request.auth is Auth.NONE:
+        return FlexInsightsAuthError(
+            f"{message}. Check the email (login) and password of the Flex Insights connection; "
+            "the login is not retried so the account does not get locked.",
+            status=reply.status,
+            request_id=reply.request_id,
+        )
+    hint = hint or _default_hint(reply.status)
+    message = f"{message}. {hint}" if hint else f"{message}."
+    error_type: type[FlexInsightsApiError] = FlexInsightsApiError
+    if reply.status in (404, 410):
+        error_type = FlexInsightsNotFoundError
+    elif reply.status in RETRYABLE_STATUSES:
+        error_type = FlexInsightsTransientError
+    return error_type(message, status=reply.status, request_id=reply.request_id)
+
+
+def _default_hint(status: int) -> str:
+    if status == 403:
+        return "Check that the connection's user has access to this workspace."
+    if status in (404, 410):
+        return "Check the workspace and report ids (they are in the report's Analytics Portal URL)."
+    if status in RETRYABLE_STATUSES:
+        return "The service is busy or down; retrying the task later should work."
+    return ""
+
+
+def server_message(body: bytes) -> str:
+    """GoodData's error message, with its ``%s`` placeholders filled from ``parameters``."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    error = document.get("error", document)
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return ""
+    message: str = error["message"]
+    parameters = error.get("parameters") or []
+    try:
+        return message % tuple(str(p) for p in parameters) if "%s" in message else message
+    except TypeError:
+        return message
+
+
+def _request_id_suffix(request_id: str | None) -> str:
+    return f" [request id {request_id}]" if request_id else ""
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)

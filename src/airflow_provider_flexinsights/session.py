@@ -1,0 +1,186 @@
+"""The SST/TT lifecycle and request retries, written once for both sync and async code.
+
+Everything here is a *flow*: a generator that yields effects (a :class:`~.protocol.Request` to send,
+or a :class:`Sleep`) and receives the transport's :class:`~.protocol.Reply`. The sync transport
+(``requests``, in workers) and the async transport (``httpx``, in the triggerer) each run flows with a
+ten-line loop (:mod:`.transport`), so token refresh, re-login, backoff and error mapping exist once.
+A transport that fails to reach the server throws :class:`TransportError` into the flow, which
+treats it like any other retryable failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from airflow_provider_flexinsights import protocol
+from airflow_provider_flexinsights.backoff import RetryPolicy
+from airflow_provider_flexinsights.exceptions import FlexInsightsTransientError
+from airflow_provider_flexinsights.protocol import Auth, Reply, Request, Verdict
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Effect: wait this many seconds (``time.sleep`` or ``asyncio.sleep``, the transport's choice)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Send:
+    """Effect: send ``request`` with these extra headers (tokens live here, never in a repr)."""
+
+    request: Request
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+Effect = Send | Sleep
+Flow = Generator[Effect, Any, T]
+"""A generator yielding effects, receiving a Reply after each Send, returning a T."""
+
+
+class TransportError(Exception):
+    """The server could not be reached or the connection broke; raised *into* flows by transports."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    email: str
+    password: str = field(repr=False)
+
+
+class Session:
+    """One login: owns the SST and TT, refreshes them on 401, retries transient failures.
+
+    Tokens are created lazily by the first request that needs them and handed to ``on_secret``
+    (Airflow's secret masker) before anything else can see them. :meth:`log_out` deletes the SST on
+    the server, which also invalidates its TTs.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        retry: RetryPolicy | None = None,
+        on_secret: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self._credentials = credentials
+        self._retry = retry or RetryPolicy()
+        self._on_secret = on_secret
+        self._login: protocol.Login | None = None
+        self._tt: str | None = None
+        self.logins = 0
+
+    @property
+    def logged_in(self) -> bool:
+        return self._login is not None
+
+    def send(self, request: Request, *, passthrough: frozenset[int] = frozenset()) -> Flow[Reply]:
+        """Send ``request`` with the tokens it needs and return the reply, or raise its error.
+
+        On a 401 the stale token is dropped and the request repeated once: a TT is re-minted from
+        the SST, and a gone SST means a new login (which a TT request's own 401 triggers).
+        Statuses in ``passthrough`` are returned to the caller instead of raised.
+        """
+        refreshed = False
+        while True:
+            yield from self._ensure_tokens(request.auth)
+            reply = yield from self._exchange(self._authorize(request))
+            verdict = protocol.judge(request, reply)
+            if verdict is Verdict.OK or reply.status in passthrough:
+                return reply
+            if verdict in (Verdict.TT_EXPIRED, Verdict.SST_EXPIRED) and not refreshed:
+                refreshed = True
+                self._forget(verdict)
+                log.info(
+                    "Flex Insights answered 401 (%s); renewing the token, repeating once.", verdict.value
+                )
+                continue
+            raise protocol.error_for(request, reply)
+
+    def log_out(self) -> Flow[None]:
+        """Delete the SST on the server. Never raises: a failed logout must not fail an export."""
+        if self._login is None:
+            return
+        request = self._authorize(protocol.logout(self._login.profile_id))
+        self._login, self._tt = None, None
+        try:
+            reply = yield from self._exchange(request)
+        except FlexInsightsTransientError as err:
+            log.warning("Could not log out of Flex Insights (%s); the SST will expire on its own.", err)
+            return
+        if reply.status >= 400 and reply.status != 401:  # 401: the SST was already gone
+            log.warning(
+                "Flex Insights logout answered HTTP %s; the SST will expire on its own.", reply.status
+            )
+
+    # --- tokens -------------------------------------------------------------------------------
+
+    def _ensure_tokens(self, auth: Auth) -> Flow[None]:
+        if auth is Auth.NONE:
+            return
+        if self._login is None:
+            reply = yield from self.send(protocol.login(self._credentials.email, self._credentials.password))
+            self._login = protocol.read_login(reply)
+            self._on_secret(self._login.sst)
+            self.logins += 1
+        if auth is Auth.TT and self._tt is None:
+            reply = yield from self.send(protocol.mint_temporary_token())
+            self._tt = protocol.read_temporary_token(reply)
+            self._on_secret(self._tt)
+
+    def _forget(self, verdict: Verdict) -> None:
+        self._tt = None
+        if verdict is Verdict.SST_EXPIRED:
+            self._login = None
+
+    def _authorize(self, request: Request) -> Send:
+        headers: dict[str, str] = {}
+        if request.auth is not Auth.NONE and self._login is not None:
+            headers[protocol.SST_HEADER] = self._login.sst
+        if request.auth is not Auth.NONE and self._tt is not None:
+            headers[protocol.TT_HEADER] = self._tt
+        return Send(request, headers)
+
+    # --- retries ------------------------------------------------------------------------------
+
+    def _exchange(self, send: Send) -> Flow[Reply]:
+        """Send once, and again after a backoff while the failure is transient (429, 5xx, network)."""
+        request, waited = send.request, 0.0
+        for attempt in itertools.count(1):
+            reply: Reply | None = None
+            try:
+                reply = yield send
+            except TransportError as err:
+                failure, server_asked = str(err), None
+            else:
+                if protocol.judge(request, reply) is not Verdict.RETRY:
+                    return reply
+                failure, server_asked = f"HTTP {reply.status}", protocol.retry_after(reply)
+            delay = self._retry.delay(attempt, server_asked)
+            if attempt >= self._retry.max_attempts or waited + delay > self._retry.max_total_wait:
+                if reply is not None:
+                    return reply  # the caller maps the final status to a typed error
+                raise FlexInsightsTransientError(
+                    f"Flex Insights could not {request.action}: {failure} after {attempt} tries. "
+                    "Check that the connection's host is reachable; retrying the task later may work."
+                )
+            request_id = reply.request_id if reply is not None else None
+            log.warning(
+                "Flex Insights could not %s (%s, request id %s); retry %d in %.1f s.",
+                request.action,
+                failure,
+                request_id,
+                attempt,
+                delay,
+            )
+            waited += delay
+            yield Sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,89 @@
+"""The trigger that waits out an export's 202s in the triggerer, holding no worker slot."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_flexinsights.backoff import PollSchedule
+from airflow_provider_flexinsights.exceptions import FlexInsightsError
+from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsAsyncHook
+
+
+class FlexInsightsExportTrigger(BaseTrigger):
+    """Poll an export already started by the worker until it is ready, then yield one event.
+
+    The event is ``{"status": "ready" | "empty" | "error", "export_uri", "polls", "message"}``; the
+    worker downloads the CSV when it resumes. The trigger only reads: it never starts an export
+    and never reads the CSV body, so running it twice (triggerer restart, HA triggerers) is harmless.
+    Its kwargs are ids, URIs and numbers only; tokens are minted inside :meth:`run`.
+
+    :param conn_id: the ``flex_insights`` connection.
+    :param export_uri: the URI returned when the export was started (query string included).
+    :param workspace_id: for log and error messages.
+    :param report_id: for log and error messages.
+    :param poll_interval: seconds before the first poll; later polls back off exponentially.
+    :param max_poll_interval: the longest wait between two polls, in seconds.
+    :param end_time: epoch seconds after which waiting fails; absolute so a restart does not extend it.
+    """
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        export_uri: str,
+        workspace_id: str,
+        report_id: str,
+        end_time: float,
+        poll_interval: float = 1.0,
+        max_poll_interval: float = 15.0,
+        polls: int = 0,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.conn_id = conn_id
+        self.export_uri = export_uri
+        self.workspace_id = workspace_id
+        self.report_id = report_id
+        self.end_time = end_time
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.polls = polls
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "conn_id": self.conn_id,
+                "export_uri": self.export_uri,
+                "workspace_id": self.workspace_id,
+                "report_id": self.report_id,
+                "end_time": self.end_time,
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "polls": self.polls,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        schedule = PollSchedule(first=self.poll_interval, cap=self.max_poll_interval)
+        event: dict[str, Any] = {"export_uri": self.export_uri, "polls": self.polls}
+        try:
+            async with FlexInsightsAsyncHook(self.conn_id).session() as client:
+                status = await client.wait_for_export(
+                    self.export_uri, schedule=schedule, deadline=self.end_time
+                )
+            event.update(status=status.state.value, polls=self.polls + status.polls)
+        except FlexInsightsError as err:
+            event.update(status="error", message=str(err), retryable=err.retryable)
+        self.log.info(
+            "Flex Insights export of report %s in workspace %s: %s after %s polls, %.0f s before timeout.",
+            self.report_id,
+            self.workspace_id,
+            event["status"],
+            event["polls"],
+            self.end_time - time.time(),
+        )
+        yield TriggerEvent(event)  # type: ignore[no-untyped-call]

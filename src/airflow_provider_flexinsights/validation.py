@@ -1,0 +1,146 @@
+"""Checks on operator inputs and connection fields, run before any request is sent.
+
+Each failure raises :class:`~.exceptions.FlexInsightsInputError` naming the bad value and the fix,
+so a typo in a DAG costs no login and no export.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
+from airflow_provider_flexinsights.protocol import DEFAULT_BASE_URL
+from airflow_provider_flexinsights.session import Credentials
+
+WORKSPACE_ID_PATTERN = re.compile(r"[a-z0-9]{32}")
+REPORT_ID_PATTERN = re.compile(r"[0-9]+")
+DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def workspace_id(value: Any, *, source: str = "workspace_id") -> str:
+    if not isinstance(value, str) or not WORKSPACE_ID_PATTERN.fullmatch(value):
+        raise FlexInsightsInputError(
+            f"{source} must be the 32 lowercase letters and digits after /projects/ in the Analytics "
+            f"Portal URL, got {value!r}."
+        )
+    return value
+
+
+def report_id(value: Any) -> str:
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not REPORT_ID_PATTERN.fullmatch(text):
+        raise FlexInsightsInputError(
+            f"report_id must be the numeric object id at the end of the report's URL (.../obj/3035643), "
+            f"got {value!r}."
+        )
+    return text
+
+
+def date(value: Any, *, name: str) -> str:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, str) and DATE_PATTERN.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(value).isoformat()
+        except ValueError:
+            pass
+    raise FlexInsightsInputError(f"{name} must be a real date written YYYY-MM-DD, got {value!r}.")
+
+
+def date_range(date_from: Any, date_to: Any) -> tuple[str, str]:
+    start, end = date(date_from, name="date_from"), date(date_to, name="date_to")
+    if start > end:
+        raise FlexInsightsInputError(
+            f"date_from ({start}) is after date_to ({end}); both ends are inclusive."
+        )
+    return start, end
+
+
+def dates_from_data_interval(start: dt.datetime | None, end: dt.datetime | None) -> tuple[str, str]:
+    """Whole days of a data interval: its start's day to the day before its (exclusive) end.
+
+    A zero-length interval, as manual runs and cron timetables give, means the day of its start.
+    """
+    if start is None or end is None:
+        raise FlexInsightsInputError(
+            "This run has no data interval to take default dates from; set date_from and date_to "
+            "(YYYY-MM-DD, e.g. '{{ macros.ds_add(ds, -1) }}')."
+        )
+    first = start.date()
+    last = first if end <= start else (end - dt.timedelta(days=1)).date()
+    return first.isoformat(), max(first, last).isoformat()
+
+
+def destination(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise FlexInsightsInputError(
+            f"destination must be a file path or an object storage URI (file://, s3://, ...), got {value!r}."
+        )
+    if value.endswith("/"):
+        raise FlexInsightsInputError(f"destination must name a file, not a folder: {value!r}.")
+    return value
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """A validated ``flex_insights`` connection."""
+
+    conn_id: str
+    base_url: str
+    credentials: Credentials
+    workspace_id: str | None
+
+
+def connection_settings(
+    conn_id: str,
+    *,
+    host: str | None,
+    port: int | None,
+    login: str | None,
+    password: str | None,
+    extra: dict[str, Any],
+) -> ConnectionSettings:
+    where = f"The Flex Insights connection {conn_id!r}"
+    if not login:
+        raise FlexInsightsInputError(f"{where} has no login: set it to the Analytics Portal user's email.")
+    if not password:
+        raise FlexInsightsInputError(f"{where} has no password: set the Analytics Portal user's password.")
+    default_workspace = extra.get("workspace_id") or None
+    if default_workspace is not None:
+        workspace_id(default_workspace, source=f"{where}'s extra workspace_id")
+    base_url = _base_url(where, host, port, allow_http=_truthy(extra.get("allow_insecure_http")))
+    return ConnectionSettings(conn_id, base_url, Credentials(login, password), default_workspace)
+
+
+def _base_url(where: str, host: str | None, port: int | None, *, allow_http: bool) -> str:
+    if not host:
+        return DEFAULT_BASE_URL
+    url = host if "://" in host else f"https://{host}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FlexInsightsInputError(f"{where} has host {host!r}: use a URL like {DEFAULT_BASE_URL}.")
+    if parts.scheme == "http" and not (allow_http or _is_loopback(parts.hostname)):
+        raise FlexInsightsInputError(
+            f"{where} uses plain http:// to {parts.hostname}, which would send the password unencrypted; "
+            'use https://, or set extra "allow_insecure_http": true if you really mean it.'
+        )
+    netloc = parts.netloc if parts.port or not port else f"{parts.netloc}:{port}"
+    return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("true", "1", "yes"))
