@@ -35,7 +35,7 @@ _DEFERRAL_TIMEOUT_MARGIN = dt.timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """What to export and where, validated; JSON-able so it survives a deferral unchanged."""
+    """What to export and where, rendered and validated."""
 
     workspace_id: str
     report_id: str
@@ -137,19 +137,20 @@ class FlexInsightsExportOperator(BaseOperator):
                 self._defer(spec, status, end_time)
             return self._finish(client, spec, status, end_time)
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any], export: dict[str, str], end_time: float
-    ) -> dict[str, Any]:
-        """Resume after the trigger: fail on its error, else fetch and write the CSV."""
-        spec = ExportSpec(**export)
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger: fail on its error, else fetch and write the CSV.
+
+        The parameters are rendered again from the same run, so they equal those of the export.
+        """
         with _no_retry_for_permanent_errors():
+            spec = self.export_spec(context)
             if event["status"] == "error":
                 raise _TriggerError(event["message"], retryable=event.get("retryable", False))
             with self.hook.session() as client:
                 status = ExportStatus(ExportState(event["status"]), event["export_uri"], event["polls"])
                 if status.state is ExportState.READY:
                     status = client.check_export(status.export_uri)
-                return self._finish(client, spec, status, end_time)
+                return self._finish(client, spec, status, event["end_time"])
 
     def export_spec(self, context: Context) -> ExportSpec:
         """The rendered, validated parameters; raises FlexInsightsInputError before any request."""
@@ -186,7 +187,6 @@ class FlexInsightsExportOperator(BaseOperator):
                 polls=status.polls,
             ),
             method_name="execute_complete",
-            kwargs={"export": asdict(spec), "end_time": end_time},
             timeout=dt.timedelta(seconds=self.timeout) + _DEFERRAL_TIMEOUT_MARGIN,
         )
 

@@ -16,7 +16,8 @@ from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsAsyncH
 class FlexInsightsExportTrigger(BaseTrigger):
     """Poll an export already started by the worker until it is ready, then yield one event.
 
-    The event is ``{"status": "ready" | "empty" | "error", "export_uri", "polls", "message"}``; the
+    The event is ``{"status": "ready" | "empty" | "error", "export_uri", "polls", "end_time"}``
+    (plus ``message`` and ``retryable`` on error); the
     worker downloads the CSV when it resumes. The trigger only reads: it never starts an export
     and never reads the CSV body, so running it twice (triggerer restart, HA triggerers) is harmless.
     Its kwargs are ids, URIs and numbers only; tokens are minted inside :meth:`run`.
@@ -69,7 +70,11 @@ class FlexInsightsExportTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         schedule = PollSchedule(first=self.poll_interval, cap=self.max_poll_interval)
-        event: dict[str, Any] = {"export_uri": self.export_uri, "polls": self.polls}
+        event: dict[str, Any] = {
+            "export_uri": self.export_uri,
+            "polls": self.polls,
+            "end_time": self.end_time,
+        }
         try:
             async with FlexInsightsAsyncHook(self.conn_id).session() as client:
                 status = await client.wait_for_export(
