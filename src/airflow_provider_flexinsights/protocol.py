@@ -145,8 +145,8 @@ def check_export(export_uri: str, success_body: SuccessBody) -> Request:
 
 @dataclass(frozen=True)
 class Login:
-    sst: str
-    profile_id: str
+    sst: str = field(repr=False)
+    profile_id: str = ""
 
 
 def read_login(reply: Reply) -> Login:

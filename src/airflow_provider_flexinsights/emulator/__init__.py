@@ -13,6 +13,7 @@ from airflow_provider_flexinsights.emulator.server import (
     EmulatorConfig,
     Report,
     RequestRecord,
+    Workspace,
 )
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "EmulatorConfig",
     "Report",
     "RequestRecord",
+    "Workspace",
     "render_report",
 ]

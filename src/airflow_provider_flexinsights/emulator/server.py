@@ -53,11 +53,15 @@ def default_reports() -> dict[str, Report]:
 
 
 @dataclass
+class Workspace:
+    reports: dict[str, Report] = field(default_factory=default_reports)
+    identifiers: set[str] = field(default_factory=lambda: {DATE_IDENTIFIER})
+
+
+@dataclass
 class EmulatorConfig:
     users: dict[str, str] = field(default_factory=lambda: {DEMO_EMAIL: DEMO_PASSWORD})
-    workspaces: dict[str, dict[str, Report]] = field(
-        default_factory=lambda: {DEMO_WORKSPACE: default_reports()}
-    )
+    workspaces: dict[str, Workspace] = field(default_factory=lambda: {DEMO_WORKSPACE: Workspace()})
     pending_polls: int = 2  # answers 202 this many times before the CSV is ready...
     pending_seconds: float = 0.0  # ...and for at least this long after the export started
     tt_ttl: float = 600.0
@@ -68,6 +72,7 @@ class EmulatorConfig:
 class RequestRecord:
     """One request as the emulator saw it (never with a password or a token)."""
 
+    endpoint: str  # login, token, logout, identifiers, execute (start an export), export (poll/download)
     method: str
     path: str
     status: int
@@ -146,8 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self.request_id = f"emu-{self.state.next_id()}:{secrets.token_hex(4)}"
-        self._status = 0
         self._logged_body: Any = None
+        self.endpoint = "unknown"
         url = urlsplit(self.path)
         try:
             raw = self._read_body()
@@ -157,30 +162,33 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(reject)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-        finally:
-            if not url.path.startswith("/_emulator/"):
-                record = RequestRecord(
-                    self.command, self.path, self._status, self.headers.get("User-Agent", ""), time.time()
-                )
-                record.body = self._logged_body
-                with self.state.lock:
-                    self.state.requests.append(record)
+
+    def _start_response(self, status: int) -> None:
+        """Log the request, then send the status line: a client never sees an answer not yet logged."""
+        if self.endpoint != "control":
+            user_agent = self.headers.get("User-Agent", "")
+            record = RequestRecord(self.endpoint, self.command, self.path, status, user_agent, time.time())
+            record.body = self._logged_body
+            with self.state.lock:
+                self.state.requests.append(record)
+        self.send_response(status)
+        self.send_header("X-GDC-Request", self.request_id)
 
     def _route(self, path: str) -> Any:
-        routes: list[tuple[str, str, Any]] = [
-            ("POST", r"/gdc/account/login", self._login),
-            ("DELETE", r"/gdc/account/login/(?P<profile>[^/]+)", self._logout),
-            ("GET", r"/gdc/account/token", self._token),
-            ("POST", r"/gdc/md/(?P<ws>[^/]+)/identifiers", self._identifiers),
-            ("POST", r"/gdc/app/projects/(?P<ws>[^/]+)/execute/raw", self._start_export),
-            ("GET", r"/gdc/projects/(?P<ws>[^/]+)/execute/raw/(?P<id>[^/]+)", self._export_result),
-            ("GET", r"/_emulator/requests", self._control_requests),
-            ("GET", r"/_emulator/state", self._control_state),
+        routes: list[tuple[str, str, str, Any]] = [
+            ("login", "POST", r"/gdc/account/login", self._login),
+            ("logout", "DELETE", r"/gdc/account/login/(?P<profile>[^/]+)", self._logout),
+            ("token", "GET", r"/gdc/account/token", self._token),
+            ("identifiers", "POST", r"/gdc/md/(?P<ws>[^/]+)/identifiers", self._identifiers),
+            ("execute", "POST", r"/gdc/app/projects/(?P<ws>[^/]+)/execute/raw", self._start_export),
+            ("export", "GET", r"/gdc/projects/(?P<ws>[^/]+)/execute/raw/(?P<id>[^/]+)", self._export_result),
+            ("control", "GET", r"/_emulator/requests", self._control_requests),
+            ("control", "GET", r"/_emulator/state", self._control_state),
         ]
-        for method, pattern, handler in routes:
+        for endpoint, method, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
             if match and method == self.command:
-                self.match = match
+                self.match, self.endpoint = match, endpoint
                 return handler
         raise _Reject(404, "Resource %s not found", path)
 
@@ -206,9 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: dict[str, str] | None = None,
     ) -> None:
-        self._status = status
-        self.send_response(status)
-        self.send_header("X-GDC-Request", self.request_id)
+        self._start_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         if status != 204:
@@ -313,28 +319,29 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- workspace API ------------------------------------------------------------------------
 
-    def _workspace(self) -> tuple[str, dict[str, Report]]:
+    def _workspace(self) -> tuple[str, Workspace]:
         workspace_id: str = self.match["ws"]
-        reports = self.state.config.workspaces.get(workspace_id)
-        if reports is None:
+        workspace = self.state.config.workspaces.get(workspace_id)
+        if workspace is None:
             raise _Reject(404, "Project '%s' does not exist or you have no access to it", workspace_id)
-        return workspace_id, reports
+        return workspace_id, workspace
 
     def _identifiers(self, url: Any, raw: bytes) -> None:
         self._require_tt()
-        workspace_id, _ = self._workspace()
+        workspace_id, workspace = self._workspace()
         body = self._json_body(raw)
         identifiers = body.get("identifierToUri") if isinstance(body, dict) else None
         if not isinstance(identifiers, list) or not all(isinstance(i, str) for i in identifiers):
             raise _Reject(400, "Expected identifierToUri: a list of identifiers")
         self._logged_body = body
-        known = {DATE_IDENTIFIER: self.state.label_uri(workspace_id)}
-        found = [{"identifier": i, "uri": known[i]} for i in identifiers if i in known]
+        uri = self.state.label_uri(workspace_id)
+        found = [{"identifier": i, "uri": uri} for i in identifiers if i in workspace.identifiers]
         self._send_json(200, {"identifiers": found})
 
     def _start_export(self, url: Any, raw: bytes) -> None:
         self._require_tt()
-        workspace_id, reports = self._workspace()
+        workspace_id, workspace = self._workspace()
+        reports = workspace.reports
         body = self._json_body(raw)
         self._logged_body = body
         request = body.get("report_req") if isinstance(body, dict) else None
@@ -348,7 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
         report_id = match[1]
         if report_id not in reports:
             raise _Reject(404, "Object %s not found", str(request["report"]))
-        date_from, date_to = self._date_range(workspace_id, request.get("context", {}))
+        date_from, date_to = self._date_range(workspace_id, workspace, request.get("context", {}))
         export_id, query = secrets.token_hex(8), f"q={secrets.token_hex(6)}&c={secrets.token_hex(10)}"
         with self.state.lock:
             self.state.exports[export_id] = _Export(
@@ -357,7 +364,7 @@ class _Handler(BaseHTTPRequestHandler):
         uri = f"/gdc/projects/{workspace_id}/execute/raw/{export_id}?{query}"
         self._send_json(201, {"uri": uri}, {"Location": uri})
 
-    def _date_range(self, workspace_id: str, context: Any) -> tuple[str, str]:
+    def _date_range(self, workspace_id: str, workspace: Workspace, context: Any) -> tuple[str, str]:
         filters = context.get("filters", []) if isinstance(context, dict) else None
         if not isinstance(filters, list):
             raise _Reject(400, "context.filters must be a list")
@@ -365,7 +372,8 @@ class _Handler(BaseHTTPRequestHandler):
         for item in filters:
             if not isinstance(item, dict) or set(item) != {"uri", "constraint"}:
                 raise _Reject(400, "Each filter needs exactly uri and constraint")
-            if item["uri"] != self.state.label_uri(workspace_id):
+            known = DATE_IDENTIFIER in workspace.identifiers
+            if not known or item["uri"] != self.state.label_uri(workspace_id):
                 raise _Reject(400, "Attribute display form %s not found", str(item["uri"]))
             date_range = self._interval(item["constraint"])
         return date_range
@@ -394,7 +402,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _export_result(self, url: Any, raw: bytes) -> None:
         self._require_tt()
-        workspace_id, reports = self._workspace()
+        workspace_id, workspace = self._workspace()
         with self.state.lock:
             export = self.state.exports.get(self.match["id"])
             if export is None or export.workspace_id != workspace_id:
@@ -410,16 +418,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not ready:
             self._send_json(202, {"uri": uri})
             return
-        report = reports[export.report_id]
+        report = workspace.reports[export.report_id]
         if report.kind == "empty":
             self._send(204)
             return
         self._stream_csv(export, report)
 
     def _stream_csv(self, export: _Export, report: Report) -> None:
-        self._status = 200
-        self.send_response(200)
-        self.send_header("X-GDC-Request", self.request_id)
+        self._start_response(200)
         self.send_header("Content-Type", "text/csv; charset=utf-8")
         self.send_header("Content-Disposition", f'attachment; filename="report-{export.report_id}.csv"')
         self.send_header("Transfer-Encoding", "chunked")
@@ -478,6 +484,10 @@ class Emulator:
         with self.state.lock:
             return list(self.state.requests)
 
+    def calls(self) -> list[tuple[str, int]]:
+        """(endpoint, status) of every request so far, e.g. ("login", 200), ("export", 202)."""
+        return [(r.endpoint, r.status) for r in self.requests]
+
     @property
     def live_sessions(self) -> int:
         with self.state.lock:
@@ -487,6 +497,17 @@ class Emulator:
     def issued_secrets(self) -> set[str]:
         with self.state.lock:
             return set(self.state.issued_secrets)
+
+    def expire_temporary_tokens(self) -> None:
+        """Make every TT issued so far expired, as ten minutes would."""
+        with self.state.lock:
+            self.state.tts.clear()
+
+    def expire_sessions(self) -> None:
+        """Make every SST (and its TTs) expired, as two weeks would."""
+        with self.state.lock:
+            self.state.logins.clear()
+            self.state.tts.clear()
 
     def start(self) -> Emulator:
         self._thread = threading.Thread(

@@ -1,0 +1,150 @@
+"""Test harness: a throwaway Airflow home (SQLite), the emulator on loopback, and DAG runs via dag.test().
+
+Airflow reads its configuration when first imported, so the environment is set up here, before any
+test module imports Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+import tempfile
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="flexinsights-airflow-home-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(_AIRFLOW_HOME / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    }
+)
+(_AIRFLOW_HOME / "dags").mkdir()
+
+from airflow_provider_flexinsights.emulator import (  # noqa: E402
+    DEMO_EMAIL,
+    DEMO_PASSWORD,
+    DEMO_WORKSPACE,
+    Emulator,
+    EmulatorConfig,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONN_ENV = "AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata database, once per test session."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    """Override in a test (or parametrize) to change the emulator's behaviour."""
+    return EmulatorConfig(pending_polls=2)
+
+
+@pytest.fixture
+def emulator(emulator_config: EmulatorConfig) -> Iterator[Emulator]:
+    with Emulator(emulator_config) as running:
+        yield running
+
+
+def connection_json(url: str, *, password: str = DEMO_PASSWORD, **extra: Any) -> str:
+    extra = {"workspace_id": DEMO_WORKSPACE, **extra}
+    document = {
+        "conn_type": "flex_insights",
+        "host": url,
+        "login": DEMO_EMAIL,
+        "password": password,
+        "extra": extra,
+    }
+    return json.dumps(document)
+
+
+@pytest.fixture
+def flex_connection(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The default connection, pointing at this test's emulator."""
+    monkeypatch.setenv(CONN_ENV, connection_json(emulator.url))
+    return "flex_insights_default"
+
+
+@dataclass
+class DagRunResult:
+    state: str
+    task_state: str | None
+    result: Any
+    dag_id: str
+
+
+_DAG_FILE = """\
+import datetime
+import pendulum
+from airflow.sdk import DAG
+from airflow_provider_flexinsights.operators.flex_insights import FlexInsightsExportOperator
+
+with DAG({dag_id!r}, schedule={schedule!r}, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
+    FlexInsightsExportOperator(task_id="export", **{kwargs})
+"""
+
+
+def run_dag_file(path: Path, dag_id: str, logical_date: str) -> DagRunResult:
+    """Run a DAG file's DAG with dag.test() (triggers run inline) and read back states and XCom."""
+    import pendulum
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    dag = runpy.run_path(str(path))["dag"]
+    dag_run = dag.test(logical_date=pendulum.parse(logical_date))
+    task_instance = dag_run.get_task_instances()[0]
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_id, run_id=dag_run.run_id, key="return_value")
+            .one_or_none()
+        )
+        result = row.value if row is not None else None
+    return DagRunResult(str(dag_run.state), task_instance.state and str(task_instance.state), result, dag_id)
+
+
+@pytest.fixture
+def run_export(airflow_db: Path) -> Iterator[Callable[..., DagRunResult]]:
+    """Run one FlexInsightsExportOperator(task_id="export", **kwargs) in a fresh DAG via dag.test()."""
+    written: list[Path] = []
+
+    def run(logical_date: str = "2024-03-02", schedule: str | None = None, **kwargs: Any) -> DagRunResult:
+        dag_id = f"test_export_{uuid.uuid4().hex[:10]}"
+        path = airflow_db / "dags" / f"{dag_id}.py"
+        path.write_text(
+            textwrap.dedent(_DAG_FILE.format(dag_id=dag_id, schedule=schedule, kwargs=repr(kwargs)))
+        )
+        written.append(path)
+        return run_dag_file(path, dag_id, logical_date)
+
+    yield run
+    for path in written:
+        path.unlink(missing_ok=True)
+
+
+def secrets_in(text: str, emulator: Emulator) -> list[str]:
+    """Every password, SST or TT of this emulator that appears in ``text`` (must be none)."""
+    candidates = {DEMO_PASSWORD, *emulator.issued_secrets}
+    return sorted(secret for secret in candidates if secret in text)

@@ -1,0 +1,264 @@
+"""FlexInsightsHook against the emulator over loopback: session lifecycle, exports, downloads, errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from airflow_provider_flexinsights.backoff import PollSchedule
+from airflow_provider_flexinsights.emulator import (
+    DEMO_PASSWORD,
+    DEMO_WORKSPACE,
+    EMPTY_REPORT,
+    QUEUE_REPORT,
+    Emulator,
+    Workspace,
+    render_report,
+)
+from airflow_provider_flexinsights.exceptions import (
+    FlexInsightsAuthError,
+    FlexInsightsInputError,
+    FlexInsightsNotFoundError,
+)
+from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
+from airflow_provider_flexinsights.protocol import ExportState
+
+from conftest import CONN_ENV, connection_json, secrets_in
+
+FAST = PollSchedule(first=0.01, cap=0.05)
+
+
+def download(hook: FlexInsightsHook, date_from: str, date_to: str, report: str = QUEUE_REPORT) -> bytes:
+    with hook.session() as client:
+        uri = client.start_export(DEMO_WORKSPACE, report, date_from, date_to)
+        status = client.wait_for_export(uri, schedule=FAST, deadline=time.time() + 10)
+        with client.open_csv(status) as chunks:
+            return b"".join(chunks)
+
+
+def test_export_downloads_exactly_what_the_server_serves(flex_connection: str, emulator: Emulator) -> None:
+    body = download(FlexInsightsHook(), "2024-02-27", "2024-03-01")
+
+    assert body == render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-02-27", "2024-03-01")
+    assert body.count(b"\r\n") > 100
+    days = {line.split(b'","')[1] for line in body.splitlines()[1:]}
+    assert days == {b"02/27/2024", b"02/28/2024", b"02/29/2024", b"03/01/2024"}
+
+
+def test_session_logs_in_mints_tt_and_logs_out_in_order(flex_connection: str, emulator: Emulator) -> None:
+    download(FlexInsightsHook(), "2024-03-01", "2024-03-01")
+
+    assert emulator.calls() == [
+        ("login", 200),
+        ("token", 200),
+        ("identifiers", 200),
+        ("execute", 201),
+        ("export", 202),
+        ("export", 202),
+        ("export", 200),  # the poll that finds it ready is the download
+        ("logout", 204),
+    ]
+    login, token, identifiers, execute, *exports, logout = emulator.requests
+    assert login.path == "/gdc/account/login" and token.path == "/gdc/account/token"
+    assert identifiers.path == f"/gdc/md/{DEMO_WORKSPACE}/identifiers"
+    assert execute.path == f"/gdc/app/projects/{DEMO_WORKSPACE}/execute/raw"
+    assert all(
+        e.path.startswith(f"/gdc/projects/{DEMO_WORKSPACE}/execute/raw/") and "?q=" in e.path for e in exports
+    )
+    assert logout.method == "DELETE" and logout.path.startswith("/gdc/account/login/")
+    assert emulator.live_sessions == 0
+
+
+def test_identifier_request_and_filter_are_what_the_api_expects(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    with FlexInsightsHook().session() as client:
+        label = client.resolve_identifier(DEMO_WORKSPACE, "date.date.mmddyyyy")
+        client.start_export(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-07")
+
+    identifiers, execute = (r.body for r in emulator.requests[2:4])
+    assert label.startswith(f"/gdc/md/{DEMO_WORKSPACE}/obj/")
+    assert identifiers == {"identifierToUri": ["date.date.mmddyyyy"]}
+    assert execute == {
+        "report_req": {
+            "report": f"/gdc/md/{DEMO_WORKSPACE}/obj/{QUEUE_REPORT}",
+            "context": {
+                "filters": [
+                    {
+                        "uri": label,
+                        "constraint": {"type": "interval", "from": "2024-03-01", "to": "2024-03-07"},
+                    }
+                ]
+            },
+        }
+    }
+
+
+def test_identifier_uri_is_cached_per_workspace_within_the_process(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    for _ in range(2):
+        with FlexInsightsHook().session() as client:
+            client.start_export(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01")
+
+    assert [call for call in emulator.calls() if call[0] == "identifiers"] == [("identifiers", 200)]
+
+
+def test_empty_report_is_a_204_with_no_body(flex_connection: str, emulator: Emulator) -> None:
+    with FlexInsightsHook().session() as client:
+        uri = client.start_export(DEMO_WORKSPACE, EMPTY_REPORT, "2024-03-01", "2024-03-01")
+        status = client.wait_for_export(uri, schedule=FAST, deadline=time.time() + 10)
+        with client.open_csv(status) as chunks:
+            assert list(chunks) == []
+    assert status.state is ExportState.EMPTY
+    assert emulator.requests[-2].status == 204
+
+
+def test_expired_tt_is_renewed_once_and_the_request_repeated(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    with FlexInsightsHook().session() as client:
+        uri = client.start_export(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01")
+        emulator.expire_temporary_tokens()
+        client.check_export(uri, success_body="discard")
+
+    assert emulator.calls()[4:] == [("export", 401), ("token", 200), ("export", 202), ("logout", 204)]
+    assert emulator.requests[4].path == emulator.requests[6].path == uri  # query string kept
+
+
+def test_expired_sst_means_a_new_login(flex_connection: str, emulator: Emulator) -> None:
+    with FlexInsightsHook().session() as client:
+        uri = client.start_export(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01")
+        emulator.expire_sessions()
+        client.check_export(uri, success_body="discard")
+        assert client.session.logins == 2
+
+    assert emulator.calls()[4:] == [
+        ("export", 401),  # TT rejected...
+        ("token", 401),  # ...because the SST is gone too
+        ("login", 200),
+        ("token", 200),
+        ("export", 202),
+        ("logout", 204),
+    ]
+    assert emulator.live_sessions == 0
+
+
+def test_logout_happens_when_a_step_fails(flex_connection: str, emulator: Emulator) -> None:
+    with pytest.raises(FlexInsightsNotFoundError), FlexInsightsHook().session() as client:
+        client.start_export(DEMO_WORKSPACE, "999999", "2024-03-01", "2024-03-01")
+
+    assert emulator.calls()[-2:] == [("execute", 404), ("logout", 204)]
+    assert emulator.live_sessions == 0
+
+
+def test_unknown_report_names_workspace_report_server_message_and_request_id(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    with pytest.raises(FlexInsightsNotFoundError) as caught, FlexInsightsHook().session() as client:
+        client.start_export(DEMO_WORKSPACE, "999999", "2024-03-01", "2024-03-01")
+
+    message = str(caught.value)
+    rejected = next(r for r in emulator.requests if r.status == 404)
+    assert "report 999999 in workspace " + DEMO_WORKSPACE in message
+    assert f"Object /gdc/md/{DEMO_WORKSPACE}/obj/999999 not found" in message  # %s filled from parameters
+    assert "HTTP 404" in message and "request id emu-" in message and rejected.status == 404
+    assert "Check the workspace and report ids" in message
+
+
+def test_unknown_workspace_identifier_fails_with_a_clear_message(
+    flex_connection: str, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.config.workspaces["otherworkspace000000000000000001"] = Workspace(identifiers=set())
+    with (
+        pytest.raises(
+            FlexInsightsNotFoundError,
+            match=r"could not find identifier date\.date\.mmddyyyy in workspace otherworkspace",
+        ),
+        FlexInsightsHook().session() as client,
+    ):
+        client.start_export("otherworkspace000000000000000001", QUEUE_REPORT, "2024-03-01", "2024-03-01")
+    assert [endpoint for endpoint, _ in emulator.calls()] == ["login", "token", "identifiers", "logout"]
+
+
+def test_bad_password_fails_once_without_retry_and_without_the_password(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CONN_ENV, connection_json(emulator.url, password="wrong-password-123"))
+
+    with pytest.raises(FlexInsightsAuthError) as caught, FlexInsightsHook().session() as client:
+        client.verify_access()
+
+    assert emulator.calls() == [("login", 401)]
+    assert "Bad Login or Password!" in str(caught.value)
+    assert "wrong-password-123" not in str(caught.value)
+    assert "Check the email (login) and password" in str(caught.value)
+
+
+def test_test_connection_reports_success_and_failure(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CONN_ENV, connection_json(emulator.url))
+    assert FlexInsightsHook().test_connection() == (
+        True,
+        f"Logged in to Flex Insights at {emulator.url} and out again.",
+    )
+    assert emulator.live_sessions == 0
+
+    monkeypatch.setenv(CONN_ENV, connection_json(emulator.url, password="nope"))
+    ok, message = FlexInsightsHook().test_connection()
+    assert not ok and "Bad Login or Password!" in message and "nope" not in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("host", "http://analytics.example.com", "plain http:// to analytics.example.com"),
+        ("host", "ftp://127.0.0.1", "use a URL like https://analytics.ytica.com"),
+        ("login", "", "has no login"),
+        ("password", "", "has no password"),
+        ("extra", {"workspace_id": "Not-A-Workspace"}, "32 lowercase letters and digits"),
+    ],
+)
+def test_bad_connection_fields_are_rejected_before_any_request(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, field: str, value: object, error: str
+) -> None:
+    import json
+
+    document = json.loads(connection_json(emulator.url))
+    document[field] = value
+    monkeypatch.setenv(CONN_ENV, json.dumps(document))
+
+    with pytest.raises(FlexInsightsInputError, match=error), FlexInsightsHook().session() as client:
+        client.verify_access()
+    assert emulator.requests == []
+
+
+def test_plain_http_to_another_host_is_allowed_only_when_asked(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    document = json.loads(connection_json(emulator.url))
+    document["host"] = "http://emulator.internal:8765"
+    document["extra"]["allow_insecure_http"] = True
+    monkeypatch.setenv(CONN_ENV, json.dumps(document))
+
+    assert FlexInsightsHook().settings.base_url == "http://emulator.internal:8765"
+
+
+def test_empty_host_means_the_public_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONN_ENV, connection_json(""))
+    assert FlexInsightsHook().settings.base_url == "https://analytics.ytica.com"
+
+
+def test_tokens_never_appear_in_errors_or_reprs(flex_connection: str, emulator: Emulator) -> None:
+    with pytest.raises(FlexInsightsNotFoundError) as caught, FlexInsightsHook().session() as client:
+        client.resolve_identifier(DEMO_WORKSPACE, "date.date.mmddyyyy")
+        text = repr(client.session) + repr(client.settings) + repr(vars(client.session).get("_login"))
+        client.start_export(DEMO_WORKSPACE, "424242", "2024-03-01", "2024-03-01")
+
+    assert len(emulator.issued_secrets) == 2
+    assert secrets_in(text + str(caught.value) + repr(caught.value), emulator) == []
+    assert DEMO_PASSWORD not in text
