@@ -98,10 +98,10 @@ class DagRunResult:
 _DAG_FILE = """\
 import datetime
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable
 from airflow_provider_flexinsights.operators.flex_insights import FlexInsightsExportOperator
 
-with DAG({dag_id!r}, schedule={schedule!r}, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
+with DAG({dag_id!r}, schedule={schedule}, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
     FlexInsightsExportOperator(task_id="export", **{kwargs})
 """
 
@@ -130,7 +130,8 @@ def run_export(airflow_db: Path) -> Iterator[Callable[..., DagRunResult]]:
     """Run one FlexInsightsExportOperator(task_id="export", **kwargs) in a fresh DAG via dag.test()."""
     written: list[Path] = []
 
-    def run(logical_date: str = "2024-03-02", schedule: str | None = None, **kwargs: Any) -> DagRunResult:
+    def run(logical_date: str = "2024-03-02", schedule: str = "None", **kwargs: Any) -> DagRunResult:
+        """``schedule`` is Python source: ``'None'``, ``'DeltaDataIntervalTimetable(...)'``..."""
         dag_id = f"test_export_{uuid.uuid4().hex[:10]}"
         path = airflow_db / "dags" / f"{dag_id}.py"
         path.write_text(

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest
-from conftest import secrets_in
 
 from airflow_provider_flexinsights.emulator import (
     DEMO_PASSWORD,
@@ -22,6 +21,8 @@ from airflow_provider_flexinsights.emulator import (
 )
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.triggers.flex_insights import FlexInsightsExportTrigger
+
+from conftest import secrets_in
 
 
 def start_export(report_id: str = QUEUE_REPORT) -> str:

@@ -1,0 +1,322 @@
+"""FlexInsightsExportOperator in real Airflow (dag.test(), triggers inline) against the emulator."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_flexinsights.emulator import (
+    DEMO_PASSWORD,
+    DEMO_WORKSPACE,
+    EMPTY_REPORT,
+    QUEUE_REPORT,
+    Emulator,
+    EmulatorConfig,
+    Report,
+    Workspace,
+    render_report,
+)
+
+from conftest import CONN_ENV, DagRunResult, connection_json, secrets_in
+
+Run = Callable[..., DagRunResult]
+FAST_POLLS = {"poll_interval": 0.05, "max_poll_interval": 0.2}
+
+
+def export_filter(emulator: Emulator) -> dict[str, str]:
+    (execute,) = [r for r in emulator.requests if r.endpoint == "execute"]
+    constraint: dict[str, str] = execute.body["report_req"]["context"]["filters"][0]["constraint"]
+    return constraint
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
+def test_export_writes_the_csv_and_returns_a_small_result(
+    run_export: Run, flex_connection: str, emulator: Emulator, tmp_path: Path, deferrable: bool
+) -> None:
+    destination = tmp_path / "exports" / "queue-{{ ds }}.csv"
+
+    run = run_export(
+        report_id=QUEUE_REPORT,
+        date_from="2024-02-01",
+        date_to="2024-02-03",
+        destination=str(destination),
+        deferrable=deferrable,
+        **FAST_POLLS,
+    )
+
+    written = tmp_path / "exports" / "queue-2024-03-02.csv"
+    expected = render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-02-01", "2024-02-03")
+    assert run.task_state == "success"
+    assert written.read_bytes() == expected
+    assert run.result == {
+        "path": str(written),
+        "bytes": len(expected),
+        "sha256": hashlib.sha256(expected).hexdigest(),
+        "export_uri": run.result["export_uri"],
+        "empty": False,
+        "workspace_id": DEMO_WORKSPACE,
+        "report_id": QUEUE_REPORT,
+        "date_from": "2024-02-01",
+        "date_to": "2024-02-03",
+    }
+    assert run.result["export_uri"].startswith(f"/gdc/projects/{DEMO_WORKSPACE}/execute/raw/")
+    assert [p.name for p in written.parent.iterdir()] == [written.name]  # no temporary left behind
+    assert emulator.live_sessions == 0
+
+
+def test_deferrable_waits_in_the_trigger_not_the_worker(
+    run_export: Run, flex_connection: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    run_export(report_id=QUEUE_REPORT, destination=str(tmp_path / "a.csv"), deferrable=True, **FAST_POLLS)
+
+    polls = [(r.status, r.user_agent.split("(")[1]) for r in emulator.requests if r.endpoint == "export"]
+    # worker: first poll; triggerer: polls until ready (body not read); worker: the download.
+    assert polls == [(202, "requests)"), (202, "httpx)"), (200, "httpx)"), (200, "requests)")]
+    assert [e for e, _ in emulator.calls()].count("execute") == 1
+
+
+def test_in_worker_polling_never_touches_the_triggerer(
+    run_export: Run, flex_connection: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    run_export(report_id=QUEUE_REPORT, destination=str(tmp_path / "a.csv"), deferrable=False, **FAST_POLLS)
+
+    assert all("requests" in r.user_agent for r in emulator.requests)
+    assert emulator.calls() == [
+        ("login", 200),
+        ("token", 200),
+        ("identifiers", 200),
+        ("execute", 201),
+        ("export", 202),
+        ("export", 202),
+        ("export", 200),
+        ("logout", 204),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "logical_date", "expected"),
+    [
+        ("None", "2024-03-02", ("2024-03-02", "2024-03-02")),  # manual run: zero-length interval
+        (
+            "DeltaDataIntervalTimetable(datetime.timedelta(days=7))",
+            "2024-03-09",
+            ("2024-03-02", "2024-03-08"),
+        ),
+        (
+            'CronDataIntervalTimetable("0 0 * * *", timezone="UTC")',
+            "2024-03-02",
+            ("2024-03-01", "2024-03-01"),
+        ),
+    ],
+    ids=["zero-length", "weekly-interval", "daily-interval"],
+)
+def test_default_dates_are_the_whole_days_of_the_data_interval(
+    run_export: Run,
+    flex_connection: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    schedule: str,
+    logical_date: str,
+    expected: tuple[str, str],
+) -> None:
+    run = run_export(
+        schedule=schedule,
+        logical_date=logical_date,
+        report_id=QUEUE_REPORT,
+        destination=str(tmp_path / "out.csv"),
+        deferrable=False,
+        **FAST_POLLS,
+    )
+
+    assert run.task_state == "success"
+    assert export_filter(emulator) == {"type": "interval", "from": expected[0], "to": expected[1]}
+    assert (tmp_path / "out.csv").read_bytes() == render_report(DEMO_WORKSPACE, QUEUE_REPORT, *expected)
+
+
+VALID: dict[str, Any] = {"report_id": QUEUE_REPORT, "date_from": "2024-03-01", "date_to": "2024-03-01"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"date_from": "2024-02-30"}, "date_from must be a real date written YYYY-MM-DD, got '2024-02-30'"),
+        ({"date_to": "03/01/2024"}, "date_to must be a real date written YYYY-MM-DD, got '03/01/2024'"),
+        ({"date_from": "2024-03-05"}, "date_from (2024-03-05) is after date_to (2024-03-01)"),
+        ({"report_id": "obj/3035643"}, "report_id must be the numeric object id"),
+        ({"report_id": "{{ params.get('missing', '') }}"}, "report_id must be the numeric object id"),
+        ({"workspace_id": "ABCDEF"}, "workspace_id must be the 32 lowercase letters and digits"),
+        ({"destination": ""}, "destination must be a file path or an object storage URI"),
+        ({"destination": "/tmp/exports/"}, "destination must name a file, not a folder"),
+    ],
+    ids=[
+        "impossible-date",
+        "us-date",
+        "reversed-range",
+        "report-uri",
+        "empty-report",
+        "workspace",
+        "no-dest",
+        "dir",
+    ],
+)
+def test_bad_input_fails_with_a_clear_error_and_no_request(
+    run_export: Run,
+    flex_connection: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    overrides: dict[str, Any],
+    message: str,
+) -> None:
+    kwargs = {**VALID, "destination": str(tmp_path / "out.csv"), **overrides}
+
+    run = run_export(retries=3, **kwargs)
+
+    assert run.task_state == "failed"  # not up_for_retry: a retry cannot fix the DAG
+    assert message in capfd.readouterr().out
+    assert emulator.requests == []
+
+
+def test_missing_workspace_everywhere_is_a_clear_error(
+    run_export: Run,
+    emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(CONN_ENV, connection_json(emulator.url, workspace_id=""))
+
+    run = run_export(**VALID, destination=str(tmp_path / "out.csv"))
+
+    assert run.task_state == "failed"
+    assert (
+        "No workspace_id: pass workspace_id to the operator or set the extra workspace_id"
+        in capfd.readouterr().out
+    )
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize(
+    ("on_empty", "task_state", "file_bytes"),
+    [("succeed", "success", b""), ("skip", "skipped", None), ("fail", "failed", None)],
+)
+def test_report_without_data(
+    run_export: Run,
+    flex_connection: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    on_empty: str,
+    task_state: str,
+    file_bytes: bytes | None,
+) -> None:
+    destination = tmp_path / "empty.csv"
+
+    run = run_export(
+        **{**VALID, "report_id": EMPTY_REPORT},
+        destination=str(destination),
+        on_empty=on_empty,
+        deferrable=True,
+        **FAST_POLLS,
+    )
+
+    assert run.task_state == task_state
+    assert (destination.read_bytes() if destination.exists() else None) == file_bytes
+    assert ("export", 204) in emulator.calls()
+    if on_empty == "succeed":
+        assert run.result is not None and run.result["empty"] is True and run.result["bytes"] == 0
+    if on_empty == "fail":
+        assert (
+            f"Flex Insights has no data for report {EMPTY_REPORT} in workspace {DEMO_WORKSPACE}"
+            in capfd.readouterr().out
+        )
+
+
+BROKEN_DOWNLOAD = EmulatorConfig(
+    pending_polls=1,
+    workspaces={
+        DEMO_WORKSPACE: Workspace({QUEUE_REPORT: Report("breaks mid-body", break_after_bytes=50_000)})
+    },
+)
+
+
+@pytest.mark.parametrize("emulator_config", [BROKEN_DOWNLOAD])
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
+def test_a_download_broken_midway_leaves_no_partial_file(
+    run_export: Run, flex_connection: str, emulator: Emulator, tmp_path: Path, deferrable: bool
+) -> None:
+    destination = tmp_path / "queue.csv"
+    destination.write_bytes(b"yesterday's complete export")
+
+    run = run_export(
+        **{**VALID, "date_to": "2024-03-05"},
+        destination=str(destination),
+        deferrable=deferrable,
+        **FAST_POLLS,
+    )
+
+    assert run.task_state == "failed"
+    assert destination.read_bytes() == b"yesterday's complete export"  # untouched, not truncated
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["queue.csv"]  # the temporary is gone
+    assert emulator.live_sessions == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("bad-password", "Flex Insights could not log in (HTTP 401: Bad Login or Password!)"),
+        ("unknown-report", "could not start the export of report 999999 in workspace " + DEMO_WORKSPACE),
+        ("unknown-identifier", "could not find identifier date.date.mmddyyyy in workspace " + DEMO_WORKSPACE),
+    ],
+)
+def test_permanent_failures_fail_the_task_at_once_with_one_clear_sentence(
+    run_export: Run,
+    emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    case: str,
+    message: str,
+) -> None:
+    password = "not-the-password-42" if case == "bad-password" else DEMO_PASSWORD
+    monkeypatch.setenv(CONN_ENV, connection_json(emulator.url, password=password))
+    if case == "unknown-identifier":
+        emulator.config.workspaces[DEMO_WORKSPACE].identifiers.clear()
+    report_id = "999999" if case == "unknown-report" else QUEUE_REPORT
+
+    run = run_export(**{**VALID, "report_id": report_id}, destination=str(tmp_path / "x.csv"), retries=3)
+
+    output = capfd.readouterr().out
+    assert run.task_state == "failed"  # AirflowFailException: no retry of a hopeless task
+    assert message in output
+    assert password not in output and secrets_in(output, emulator) == []
+    assert not (tmp_path / "x.csv").exists()
+    assert emulator.live_sessions == 0
+
+
+def test_no_secret_reaches_logs_xcom_or_rendered_fields(
+    run_export: Run,
+    flex_connection: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    run = run_export(**VALID, destination=str(tmp_path / "x.csv"), deferrable=True, **FAST_POLLS)
+    with create_session() as session:
+        rendered = [
+            str(r.rendered_fields)
+            for r in session.query(RenderedTaskInstanceFields).filter_by(dag_id=run.dag_id)
+        ]
+
+    output = capfd.readouterr().out
+    assert run.task_state == "success" and rendered and len(emulator.issued_secrets) == 6
+    for text in (output, str(run.result), *rendered):
+        assert secrets_in(text, emulator) == []
+        assert DEMO_PASSWORD not in text
