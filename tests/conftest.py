@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 import subprocess
 import sys
 import tempfile
@@ -101,7 +100,7 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable
 from airflow_provider_flexinsights.operators.flex_insights import FlexInsightsExportOperator
 
-with DAG({dag_id!r}, schedule={schedule}, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
+with DAG({dag_id!r}, schedule={schedule}, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
     FlexInsightsExportOperator(task_id="export", **{kwargs})
 """
 
@@ -109,10 +108,11 @@ with DAG({dag_id!r}, schedule={schedule}, start_date=pendulum.datetime(2024, 1, 
 def run_dag_file(path: Path, dag_id: str, logical_date: str) -> DagRunResult:
     """Run a DAG file's DAG with dag.test() (triggers run inline) and read back states and XCom."""
     import pendulum
+    from airflow.dag_processing.dagbag import DagBag
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    dag = runpy.run_path(str(path))["dag"]
+    dag = DagBag(dag_folder=str(path)).get_dag(dag_id)
     dag_run = dag.test(logical_date=pendulum.parse(logical_date))
     task_instance = dag_run.get_task_instances()[0]
     with create_session() as session:

@@ -6,13 +6,15 @@ import time
 
 import pytest
 
-from airflow_provider_flexinsights.backoff import PollSchedule
+from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
 from airflow_provider_flexinsights.emulator import (
     DEMO_PASSWORD,
     DEMO_WORKSPACE,
     EMPTY_REPORT,
     QUEUE_REPORT,
     Emulator,
+    EmulatorConfig,
+    Fault,
     Workspace,
     render_report,
 )
@@ -20,6 +22,7 @@ from airflow_provider_flexinsights.exceptions import (
     FlexInsightsAuthError,
     FlexInsightsInputError,
     FlexInsightsNotFoundError,
+    FlexInsightsTransientError,
 )
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.protocol import ExportState
@@ -262,3 +265,52 @@ def test_tokens_never_appear_in_errors_or_reprs(flex_connection: str, emulator: 
     assert len(emulator.issued_secrets) == 2
     assert secrets_in(text + str(caught.value) + repr(caught.value), emulator) == []
     assert DEMO_PASSWORD not in text
+
+
+@pytest.mark.parametrize(
+    "emulator_config", [EmulatorConfig(faults=[Fault("execute", 429, count=1, retry_after="1")])]
+)
+def test_rate_limit_waits_as_told_then_retries(flex_connection: str, emulator: Emulator) -> None:
+    with FlexInsightsHook().session() as client:
+        client.start_export(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01")
+
+    limited, accepted = (r for r in emulator.requests if r.endpoint == "execute")
+    assert (limited.status, accepted.status) == (429, 201)
+    assert accepted.at - limited.at >= 1.0
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(faults=[Fault("login", 503, count=2)])])
+def test_server_errors_are_retried_with_backoff(flex_connection: str, emulator: Emulator) -> None:
+    with FlexInsightsHook(retry_policy=RetryPolicy(base_delay=0.05)).session() as client:
+        client.verify_access()
+
+    assert emulator.calls()[:4] == [("login", 503), ("login", 503), ("login", 200), ("token", 200)]
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(faults=[Fault("identifiers", 500, count=99)])])
+def test_retries_are_bounded_and_end_in_a_retryable_error(flex_connection: str, emulator: Emulator) -> None:
+    policy = RetryPolicy(max_attempts=3, base_delay=0.01)
+    with (
+        pytest.raises(FlexInsightsTransientError) as caught,
+        FlexInsightsHook(retry_policy=policy).session() as c,
+    ):
+        c.resolve_identifier(DEMO_WORKSPACE, "date.date.mmddyyyy")
+
+    assert [call for call in emulator.calls() if call[0] == "identifiers"] == [("identifiers", 500)] * 3
+    message = str(caught.value)
+    assert caught.value.retryable and "HTTP 500" in message and "request id emu-" in message
+    assert emulator.live_sessions == 0
+
+
+def test_unreachable_server_is_a_retryable_error_after_bounded_tries(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    monkeypatch.setenv(CONN_ENV, connection_json(f"http://127.0.0.1:{port}"))
+    hook = FlexInsightsHook(retry_policy=RetryPolicy(max_attempts=2, base_delay=0.01))
+    expected = r"could not log in: ConnectionError.* after 2 tries"
+
+    with pytest.raises(FlexInsightsTransientError, match=expected), hook.session() as client:
+        client.verify_access()

@@ -320,3 +320,19 @@ def test_no_secret_reaches_logs_xcom_or_rendered_fields(
     for text in (output, str(run.result), *rendered):
         assert secrets_in(text, emulator) == []
         assert DEMO_PASSWORD not in text
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(pending_polls=0, pending_seconds=40)])
+def test_an_export_pending_for_40_seconds_is_waited_out_by_the_trigger_in_few_polls(
+    run_export: Run, flex_connection: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    run = run_export(**VALID, destination=str(tmp_path / "slow.csv"), deferrable=True)  # default schedule
+
+    gets = [r for r in emulator.requests if r.endpoint == "export"]
+    assert run.task_state == "success"
+    assert len(gets) <= 15, [r.status for r in gets]
+    assert gets[0].status == 202 and "requests" in gets[0].user_agent  # the worker's first poll...
+    assert all("httpx" in r.user_agent for r in gets[1:-1])  # ...then only the trigger, until ready
+    ready_at = gets[0].at + 40
+    detected = next(r.at for r in gets if r.status == 200)
+    assert ready_at <= detected <= ready_at + 16.5  # found within one capped poll interval

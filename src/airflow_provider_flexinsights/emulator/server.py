@@ -59,6 +59,16 @@ class Workspace:
 
 
 @dataclass
+class Fault:
+    """Answer the next ``count`` requests to ``endpoint`` with ``status`` instead of serving them."""
+
+    endpoint: str  # login, token, logout, identifiers, execute, export
+    status: int
+    count: int = 1
+    retry_after: str | None = None  # Retry-After header value: seconds or an HTTP date
+
+
+@dataclass
 class EmulatorConfig:
     users: dict[str, str] = field(default_factory=lambda: {DEMO_EMAIL: DEMO_PASSWORD})
     workspaces: dict[str, Workspace] = field(default_factory=lambda: {DEMO_WORKSPACE: Workspace()})
@@ -66,6 +76,7 @@ class EmulatorConfig:
     pending_seconds: float = 0.0  # ...and for at least this long after the export started
     tt_ttl: float = 600.0
     sst_ttl: float = 14 * 24 * 3600.0
+    faults: list[Fault] = field(default_factory=list)
 
 
 @dataclass
@@ -157,11 +168,26 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             raw = self._read_body()
             route = self._route(url.path)
+            self._inject_fault()
             route(url, raw)
         except _Reject as reject:
             self._send_error(reject)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _inject_fault(self) -> None:
+        with self.state.lock:
+            fault = next(
+                (f for f in self.state.config.faults if f.endpoint == self.endpoint and f.count > 0), None
+            )
+            if fault is None:
+                return
+            fault.count -= 1
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+        message = (
+            "Too many requests, wait one minute" if fault.status == 429 else "Service unavailable (injected)"
+        )
+        raise _Reject(fault.status, message, headers=headers)
 
     def _start_response(self, status: int) -> None:
         """Log the request, then send the status line: a client never sees an answer not yet logged."""

@@ -16,7 +16,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_flexinsights import validation
 from airflow_provider_flexinsights.api import ExportStatus, FlexInsightsApi
-from airflow_provider_flexinsights.backoff import PollSchedule
+from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
 from airflow_provider_flexinsights.exceptions import FlexInsightsError
 from airflow_provider_flexinsights.protocol import DEFAULT_BASE_URL, SuccessBody
 from airflow_provider_flexinsights.session import Session
@@ -40,9 +40,9 @@ def _settings(conn_id: str, conn: Any, extra: dict[str, Any]) -> ConnectionSetti
 class FlexInsightsClient:
     """A Flex Insights session for blocking code. Use it through :meth:`FlexInsightsHook.session`."""
 
-    def __init__(self, settings: ConnectionSettings) -> None:
+    def __init__(self, settings: ConnectionSettings, retry_policy: RetryPolicy | None = None) -> None:
         self.settings = settings
-        self.session = Session(settings.credentials, on_secret=_mask_secret)
+        self.session = Session(settings.credentials, retry=retry_policy, on_secret=_mask_secret)
         self._api = FlexInsightsApi(self.session, settings.base_url)
         self._transport = SyncTransport(settings.base_url)
 
@@ -94,6 +94,8 @@ class FlexInsightsHook(BaseHook):
     logs out when its ``with`` block ends, so no SST outlives the task that minted it.
 
     :param flex_insights_conn_id: the Airflow connection to use.
+    :param retry_policy: backoff for 429, 5xx and network failures (default: 5 tries, at most
+        5 minutes of waiting per request).
     """
 
     conn_name_attr = "flex_insights_conn_id"
@@ -101,9 +103,12 @@ class FlexInsightsHook(BaseHook):
     conn_type = "flex_insights"
     hook_name = "Flex Insights"
 
-    def __init__(self, flex_insights_conn_id: str = default_conn_name) -> None:
+    def __init__(
+        self, flex_insights_conn_id: str = default_conn_name, retry_policy: RetryPolicy | None = None
+    ) -> None:
         super().__init__()
         self.flex_insights_conn_id = flex_insights_conn_id
+        self.retry_policy = retry_policy
 
     @cached_property
     def settings(self) -> ConnectionSettings:
@@ -114,7 +119,7 @@ class FlexInsightsHook(BaseHook):
     @contextmanager
     def session(self) -> Iterator[FlexInsightsClient]:
         """A client that logs in on first use and logs out when the block ends, even on error."""
-        client = FlexInsightsClient(self.settings)
+        client = FlexInsightsClient(self.settings, self.retry_policy)
         try:
             yield client
         finally:

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: lint, format check, type check, then the test suite (emulator + real Airflow).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+.venv/bin/ruff check src tests example_dags scripts
+.venv/bin/ruff format --check src tests example_dags scripts
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,167 @@
+"""The emulator is strict: malformed requests get the 400 a real client bug deserves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_flexinsights.emulator import (
+    DEMO_EMAIL,
+    DEMO_PASSWORD,
+    DEMO_WORKSPACE,
+    QUEUE_REPORT,
+    Emulator,
+)
+
+
+@pytest.fixture
+def api(emulator: Emulator) -> Iterator[requests.Session]:
+    """A raw HTTP session with a valid TT, to send requests the provider would never send."""
+    http = requests.Session()
+    login = {
+        "postUserLogin": {"login": DEMO_EMAIL, "password": DEMO_PASSWORD, "remember": 0, "verify_level": 2}
+    }
+    sst = http.post(f"{emulator.url}/gdc/account/login", json=login).json()["userLogin"]["token"]
+    tt = http.get(f"{emulator.url}/gdc/account/token", headers={"X-GDC-AuthSST": sst}).json()["userToken"][
+        "token"
+    ]
+    http.headers["X-GDC-AuthTT"] = tt
+    yield http
+    http.close()
+
+
+def post(api: requests.Session, emulator: Emulator, path: str, body: Any) -> requests.Response:
+    return api.post(f"{emulator.url}{path}", json=body)
+
+
+EXECUTE = f"/gdc/app/projects/{DEMO_WORKSPACE}/execute/raw"
+REPORT = f"/gdc/md/{DEMO_WORKSPACE}/obj/{QUEUE_REPORT}"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/gdc/account/login", {"postUserLogin": {"login": DEMO_EMAIL, "password": "x"}}, "verify_level 2"),
+        (
+            f"/gdc/md/{DEMO_WORKSPACE}/identifiers",
+            {"identifierToUri": "date.date.mmddyyyy"},
+            "a list of identifiers",
+        ),
+        (EXECUTE, {"report": REPORT}, "Expected report_req"),
+        (EXECUTE, {"report_req": {"report": "/gdc/md/other/obj/1"}}, "is not an object of project"),
+        (
+            EXECUTE,
+            {"report_req": {"report": REPORT, "context": {"filters": [{"uri": "/gdc/md/x/obj/1"}]}}},
+            "exactly uri and constraint",
+        ),
+        (
+            EXECUTE,
+            {
+                "report_req": {
+                    "report": REPORT,
+                    "context": {"filters": [{"uri": "/gdc/md/x/obj/1", "constraint": {}}]},
+                }
+            },
+            "Attribute display form /gdc/md/x/obj/1 not found",
+        ),
+    ],
+    ids=[
+        "login-shape",
+        "identifiers-shape",
+        "no-report_req",
+        "foreign-report",
+        "filter-shape",
+        "unknown-label",
+    ],
+)
+def test_malformed_requests_get_400_with_a_gooddata_error(
+    api: requests.Session, emulator: Emulator, path: str, body: Any, message: str
+) -> None:
+    answer = post(api, emulator, path, body)
+
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]["message"] % tuple(answer.json()["error"]["parameters"])
+    assert answer.headers["X-GDC-Request"].startswith("emu-")
+
+
+def test_interval_bounds_must_be_real_ordered_dates(api: requests.Session, emulator: Emulator) -> None:
+    label = post(
+        api, emulator, f"/gdc/md/{DEMO_WORKSPACE}/identifiers", {"identifierToUri": ["date.date.mmddyyyy"]}
+    )
+    uri = label.json()["identifiers"][0]["uri"]
+
+    def execute(date_from: str, date_to: str) -> int:
+        constraint = {"type": "interval", "from": date_from, "to": date_to}
+        body = {
+            "report_req": {"report": REPORT, "context": {"filters": [{"uri": uri, "constraint": constraint}]}}
+        }
+        return post(api, emulator, EXECUTE, body).status_code
+
+    assert execute("2024-02-30", "2024-03-01") == 400
+    assert execute("2024-03-02", "2024-03-01") == 400
+    assert execute("2024-03-01", "2024-03-02") == 201
+
+
+def test_export_uri_must_keep_its_query_string(api: requests.Session, emulator: Emulator) -> None:
+    answer = post(api, emulator, EXECUTE, {"report_req": {"report": REPORT}})
+    uri = answer.json()["uri"]
+
+    assert answer.status_code == 201 and answer.headers["Location"] == uri
+    assert api.get(f"{emulator.url}{uri.split('?')[0]}").status_code == 400
+    assert api.get(f"{emulator.url}{uri}").status_code == 202
+
+
+def test_requests_without_a_valid_tt_get_the_tt_challenge(emulator: Emulator) -> None:
+    answer = requests.post(f"{emulator.url}{EXECUTE}", json={"report_req": {"report": REPORT}}, timeout=5)
+
+    assert answer.status_code == 401
+    assert "cookie=GDCAuthTT" in answer.headers["WWW-Authenticate"]
+
+
+def test_logout_deletes_the_sst_and_its_tts(api: requests.Session, emulator: Emulator) -> None:
+    assert emulator.live_sessions == 1
+    sst = next(iter(emulator.state.logins))
+    profile = emulator.state.logins[sst].profile_id
+
+    assert (
+        api.delete(f"{emulator.url}/gdc/account/login/{profile}", headers={"X-GDC-AuthSST": sst}).status_code
+        == 204
+    )
+    assert emulator.live_sessions == 0
+    assert post(api, emulator, EXECUTE, {"report_req": {"report": REPORT}}).status_code == 401
+
+
+def test_command_line_emulator_serves_on_the_port_it_announces() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_flexinsights.emulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        login = {
+            "postUserLogin": {
+                "login": ready["login"],
+                "password": ready["password"],
+                "remember": 0,
+                "verify_level": 2,
+            }
+        }
+        answer = requests.post(f"{ready['url']}/gdc/account/login", json=login, timeout=5)
+        state = requests.get(f"{ready['url']}/_emulator/state", timeout=5).json()
+        logged = requests.get(f"{ready['url']}/_emulator/requests", timeout=5).json()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    assert ready["workspace_id"] == DEMO_WORKSPACE
+    assert answer.status_code == 200 and state["live_sessions"] == 1
+    assert [(r["endpoint"], r["status"]) for r in logged] == [("login", 200)]
+    assert logged[0]["body"]["postUserLogin"]["password"] == "***"

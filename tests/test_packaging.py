@@ -1,0 +1,45 @@
+"""The installed distribution registers itself with Airflow as a provider."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import import_module, resources
+from pathlib import Path
+
+from airflow_provider_flexinsights.get_provider_info import get_provider_info
+
+
+def test_airflow_providers_list_shows_the_provider(airflow_db: Path) -> None:
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    listed = subprocess.run(
+        [airflow, "providers", "list", "--output", "json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+    packages = {p["package_name"]: p for p in json.loads(listed.stdout)}
+    assert "airflow-provider-flexinsights" in packages
+    assert packages["airflow-provider-flexinsights"]["version"] == "0.1.0"
+
+
+def test_provider_info_names_classes_that_exist() -> None:
+    info = get_provider_info()
+    (connection_type,) = info["connection-types"]
+    module, _, name = connection_type["hook-class-name"].rpartition(".")
+    hook = getattr(import_module(module), name)
+
+    assert connection_type["connection-type"] == hook.conn_type == "flex_insights"
+    assert hook.default_conn_name == "flex_insights_default"
+    for kind in ("hooks", "operators", "triggers"):
+        for entry in info[kind]:
+            for module_name in entry["python-modules"]:
+                import_module(module_name)
+
+
+def test_package_ships_py_typed() -> None:
+    assert resources.files("airflow_provider_flexinsights").joinpath("py.typed").is_file()

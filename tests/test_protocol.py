@@ -1,0 +1,117 @@
+"""The protocol layer's decisions, which need no server: verdicts, error texts, waits."""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import json
+
+import pytest
+
+from airflow_provider_flexinsights import protocol
+from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
+from airflow_provider_flexinsights.exceptions import (
+    FlexInsightsAuthError,
+    FlexInsightsNotFoundError,
+    FlexInsightsTransientError,
+)
+from airflow_provider_flexinsights.protocol import Reply, Verdict
+
+EXPORT = protocol.check_export("/gdc/projects/ws/execute/raw/1?q=a&c=b", "stream")
+
+
+def reply(status: int, body: object = b"", **headers: str) -> Reply:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Reply(status, {k.replace("_", "-"): v for k, v in headers.items()}, raw)
+
+
+@pytest.mark.parametrize(
+    ("request_", "answer", "verdict"),
+    [
+        (EXPORT, reply(202), Verdict.OK),
+        (
+            EXPORT,
+            reply(401, WWW_Authenticate='GoodData realm="GoodData API", cookie=GDCAuthTT'),
+            Verdict.TT_EXPIRED,
+        ),
+        (EXPORT, reply(401), Verdict.TT_EXPIRED),
+        (
+            EXPORT,
+            reply(401, WWW_Authenticate="GoodData cookie=GDCAuthSST location=/gdc/account/login"),
+            Verdict.SST_EXPIRED,
+        ),
+        (protocol.mint_temporary_token(), reply(401), Verdict.SST_EXPIRED),
+        (protocol.login("a@b.c", "pw"), reply(401), Verdict.FAIL),
+        (EXPORT, reply(429), Verdict.RETRY),
+        (EXPORT, reply(503), Verdict.RETRY),
+        (EXPORT, reply(400), Verdict.FAIL),
+        (EXPORT, reply(404), Verdict.FAIL),
+    ],
+)
+def test_verdicts_come_from_status_and_challenge_only(
+    request_: protocol.Request, answer: Reply, verdict: Verdict
+) -> None:
+    assert protocol.judge(request_, answer) is verdict
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": {"message": "Object %s not found in %s", "parameters": ["/gdc/md/ws/obj/1", "ws"]}},
+        {"message": "Object %s not found in %s", "parameters": ["/gdc/md/ws/obj/1", "ws"], "errorClass": "X"},
+    ],
+    ids=["wrapped", "bare"],
+)
+def test_server_message_fills_placeholders_in_both_error_shapes(body: object) -> None:
+    assert protocol.server_message(json.dumps(body).encode()) == "Object /gdc/md/ws/obj/1 not found in ws"
+
+
+def test_server_message_of_a_non_json_body_is_empty() -> None:
+    assert protocol.server_message(b"<html>502 Bad Gateway</html>") == ""
+
+
+def test_error_types_and_sentences() -> None:
+    start = protocol.start_raw_export("ws", "42", [])
+    not_found = protocol.error_for(start, reply(404, {"error": {"message": "gone"}}, X_GDC_Request="req-1"))
+    busy = protocol.error_for(start, reply(503))
+    bad_login = protocol.error_for(protocol.login("a@b.c", "secret-pw"), reply(401, {"message": "Bad Login"}))
+
+    assert isinstance(not_found, FlexInsightsNotFoundError) and not not_found.retryable
+    assert str(not_found) == (
+        "Flex Insights could not start the export of report 42 in workspace ws (HTTP 404: gone) "
+        "[request id req-1]. Check the workspace and report ids "
+        "(they are in the report's Analytics Portal URL)."
+    )
+    assert isinstance(busy, FlexInsightsTransientError) and busy.retryable
+    assert isinstance(bad_login, FlexInsightsAuthError) and "secret-pw" not in str(bad_login)
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert protocol.retry_after(reply(429, Retry_After="7")) == 7.0
+    date = email.utils.formatdate(1_000_030.0, usegmt=True)
+    assert protocol.retry_after(reply(429, Retry_After=date), now=1_000_000.0) == pytest.approx(30.0)
+    assert protocol.retry_after(reply(429)) is None
+
+
+def test_retry_policy_honours_retry_after_and_caps_backoff() -> None:
+    policy = RetryPolicy(base_delay=1.0, max_delay=8.0, max_total_wait=100.0)
+    assert policy.delay(1, server_asked=12.0) == 12.0
+    assert policy.delay(1, server_asked=500.0) == 100.0
+    assert all(0 <= policy.delay(attempt) <= 8.0 for attempt in range(1, 20))
+
+
+def test_poll_schedule_backs_off_to_the_cap() -> None:
+    delays = list(itertools.islice(PollSchedule(first=1.0, cap=15.0).delays(), 8))
+    assert 0.9 <= delays[0] <= 1.1 and 1.8 <= delays[1] <= 2.2
+    assert all(13.5 <= d <= 16.5 for d in delays[5:])
+
+
+def test_an_export_ready_after_40_seconds_needs_at_most_15_polls() -> None:
+    for _ in range(200):  # jitter: check many draws
+        waited, polls = 0.0, 1  # the worker polls once right after starting the export
+        for delay in PollSchedule().delays():
+            waited += delay
+            polls += 1
+            if waited >= 40:
+                break
+        assert polls <= 15
