@@ -314,3 +314,14 @@ def test_unreachable_server_is_a_retryable_error_after_bounded_tries(monkeypatch
 
     with pytest.raises(FlexInsightsTransientError, match=expected), hook.session() as client:
         client.verify_access()
+
+
+def test_minted_tokens_are_registered_with_the_secret_masker(flex_connection: str, emulator: Emulator) -> None:
+    from airflow.sdk.log import redact
+
+    with FlexInsightsHook().session() as client:
+        client.verify_access()
+
+    assert len(emulator.issued_secrets) == 2
+    for secret in emulator.issued_secrets:
+        assert secret not in str(redact(f"a log line that leaks {secret}"))

@@ -155,3 +155,16 @@ def test_serialize_round_trips_and_holds_no_secret(flex_connection: str, emulato
     text = json.dumps(kwargs) + repr(trigger)
     assert secrets_in(text, emulator) == [] and DEMO_PASSWORD not in text
     assert len(emulator.issued_secrets) >= 4  # the check above looked at real tokens
+
+
+def test_tokens_minted_in_the_event_loop_are_masked(flex_connection: str, emulator: Emulator) -> None:
+    from airflow.sdk.log import redact
+
+    export_uri = start_export()
+    worker_secrets = emulator.issued_secrets
+    run_as_triggerer(make_trigger(export_uri))
+
+    trigger_secrets = emulator.issued_secrets - worker_secrets
+    assert len(trigger_secrets) == 2
+    for secret in trigger_secrets:
+        assert secret not in str(redact(f"a log line that leaks {secret}"))

@@ -1,18 +1,18 @@
 """The SST/TT lifecycle and request retries, written once for both sync and async code.
 
-Everything here is a *flow*: a generator that yields effects (a :class:`~.protocol.Request` to send,
-or a :class:`Sleep`) and receives the transport's :class:`~.protocol.Reply`. The sync transport
-(``requests``, in workers) and the async transport (``httpx``, in the triggerer) each run flows with a
-ten-line loop (:mod:`.transport`), so token refresh, re-login, backoff and error mapping exist once.
-A transport that fails to reach the server throws :class:`TransportError` into the flow, which
-treats it like any other retryable failure.
+Everything here is a *flow*: a generator that yields effects (a request to :class:`Send`, a
+:class:`Sleep`, a :class:`Secret` to mask) and receives the transport's
+:class:`~.protocol.Reply`. The sync transport (``requests``, in workers) and the async transport
+(``httpx``, in the triggerer) each run flows with a short loop (:mod:`.transport`), so token
+refresh, re-login, backoff and error mapping exist once. A transport that fails to reach the
+server throws :class:`TransportError` into the flow, which treats it like any retryable failure.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,7 +41,14 @@ class Send:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
 
 
-Effect = Send | Sleep
+@dataclass(frozen=True)
+class Secret:
+    """Effect: hand a freshly minted token to the secret masker before anything can log it."""
+
+    value: str = field(repr=False)
+
+
+Effect = Send | Sleep | Secret
 Flow = Generator[Effect, Any, T]
 """A generator yielding effects, receiving a Reply after each Send, returning a T."""
 
@@ -59,8 +66,8 @@ class Credentials:
 class Session:
     """One login: owns the SST and TT, refreshes them on 401, retries transient failures.
 
-    Tokens are created lazily by the first request that needs them and handed to ``on_secret``
-    (Airflow's secret masker) before anything else can see them. :meth:`log_out` deletes the SST on
+    Tokens are created lazily by the first request that needs them and yielded as :class:`Secret`
+    effects (the transport masks them) before anything else can see them. :meth:`log_out` deletes the SST on
     the server, which also invalidates its TTs.
     """
 
@@ -69,11 +76,9 @@ class Session:
         credentials: Credentials,
         *,
         retry: RetryPolicy | None = None,
-        on_secret: Callable[[str], None] = lambda _: None,
     ) -> None:
         self._credentials = credentials
         self._retry = retry or RetryPolicy()
-        self._on_secret = on_secret
         self._login: protocol.Login | None = None
         self._tt: str | None = None
         self.logins = 0
@@ -129,12 +134,12 @@ class Session:
         if self._login is None:
             reply = yield from self.send(protocol.login(self._credentials.email, self._credentials.password))
             self._login = protocol.read_login(reply)
-            self._on_secret(self._login.sst)
+            yield Secret(self._login.sst)
             self.logins += 1
         if auth is Auth.TT and self._tt is None:
             reply = yield from self.send(protocol.mint_temporary_token())
             self._tt = protocol.read_temporary_token(reply)
-            self._on_secret(self._tt)
+            yield Secret(self._tt)
 
     def _forget(self, verdict: Verdict) -> None:
         self._tt = None

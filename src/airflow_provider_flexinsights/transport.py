@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_flexinsights.protocol import Reply
-from airflow_provider_flexinsights.session import Effect, Flow, Send, Sleep, TransportError
+from airflow_provider_flexinsights.session import Effect, Flow, Secret, Send, Sleep, TransportError
 
 if TYPE_CHECKING:
     import requests
@@ -51,12 +51,16 @@ def _describe(err: Exception) -> str:
 
 
 class SyncTransport:
-    """Runs flows with blocking I/O on one pooled ``requests.Session``."""
+    """Runs flows with blocking I/O on one pooled ``requests.Session``.
 
-    def __init__(self, base_url: str) -> None:
+    :param on_secret: registers a token with the secret masker (Airflow's ``mask_secret``).
+    """
+
+    def __init__(self, base_url: str, on_secret: Callable[[str], None]) -> None:
         import requests
 
         self.base_url = base_url.rstrip("/")
+        self._on_secret = on_secret
         self._http = requests.Session()
         self._http.headers["User-Agent"] = _user_agent("requests")
 
@@ -72,6 +76,9 @@ class SyncTransport:
     def _perform(self, effect: Effect) -> Outcome:
         if isinstance(effect, Sleep):
             time.sleep(effect.seconds)
+            return None
+        if isinstance(effect, Secret):
+            self._on_secret(effect.value)
             return None
         try:
             return self._send(effect)
@@ -114,12 +121,17 @@ class SyncTransport:
 
 
 class AsyncTransport:
-    """Runs flows on the event loop with one ``httpx.AsyncClient`` connection pool."""
+    """Runs flows on the event loop with one ``httpx.AsyncClient`` connection pool.
 
-    def __init__(self, base_url: str) -> None:
+    :param on_secret: registers a token with the secret masker without blocking the loop
+        (Airflow's ``amask_secret``).
+    """
+
+    def __init__(self, base_url: str, on_secret: Callable[[str], Awaitable[None]]) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/")
+        self._on_secret = on_secret
         self._http = httpx.AsyncClient(
             headers={"User-Agent": _user_agent("httpx")},
             timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
@@ -138,6 +150,9 @@ class AsyncTransport:
     async def _perform(self, effect: Effect) -> Outcome:
         if isinstance(effect, Sleep):
             await asyncio.sleep(effect.seconds)
+            return None
+        if isinstance(effect, Secret):
+            await self._on_secret(effect.value)
             return None
         try:
             return await self._send(effect)

@@ -31,6 +31,13 @@ def _mask_secret(secret: str) -> None:
     mask_secret(secret)
 
 
+async def _amask_secret(secret: str) -> None:
+    """The same, without a blocking call to the supervisor from inside the event loop."""
+    from airflow.sdk.log import amask_secret
+
+    await amask_secret(secret)
+
+
 def _settings(conn_id: str, conn: Any, extra: dict[str, Any]) -> ConnectionSettings:
     return validation.connection_settings(
         conn_id, host=conn.host, port=conn.port, login=conn.login, password=conn.password, extra=extra
@@ -42,9 +49,9 @@ class FlexInsightsClient:
 
     def __init__(self, settings: ConnectionSettings, retry_policy: RetryPolicy | None = None) -> None:
         self.settings = settings
-        self.session = Session(settings.credentials, retry=retry_policy, on_secret=_mask_secret)
+        self.session = Session(settings.credentials, retry=retry_policy)
         self._api = FlexInsightsApi(self.session, settings.base_url)
-        self._transport = SyncTransport(settings.base_url)
+        self._transport = SyncTransport(settings.base_url, on_secret=_mask_secret)
 
     def verify_access(self) -> None:
         self._transport.run(self._api.verify_access())
@@ -155,9 +162,9 @@ class AsyncFlexInsightsClient:
 
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
-        self.session = Session(settings.credentials, on_secret=_mask_secret)
+        self.session = Session(settings.credentials)
         self._api = FlexInsightsApi(self.session, settings.base_url)
-        self._transport = AsyncTransport(settings.base_url)
+        self._transport = AsyncTransport(settings.base_url, on_secret=_amask_secret)
 
     async def wait_for_export(
         self, export_uri: str, *, schedule: PollSchedule, deadline: float
