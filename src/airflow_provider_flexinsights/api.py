@@ -39,7 +39,7 @@ class FlexInsightsApi:
 
     def verify_access(self) -> Flow[None]:
         """Log in and mint a TT: proves email, password and base URL without touching any workspace."""
-        yield from self.session.send(protocol.mint_temporary_token())
+        yield from self.session.authenticate()
 
     def resolve_identifier(self, workspace_id: str, identifier: str) -> Flow[str]:
         key = (self.base_url, workspace_id, identifier)

@@ -110,6 +110,10 @@ class Session:
                 continue
             raise protocol.error_for(request, reply)
 
+    def authenticate(self) -> Flow[None]:
+        """Log in and mint a TT now, if not done yet (requests do it lazily anyway)."""
+        yield from self._ensure_tokens(Auth.TT)
+
     def log_out(self) -> Flow[None]:
         """Delete the SST on the server. Never raises: a failed logout must not fail an export."""
         if self._login is None:
