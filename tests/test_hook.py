@@ -316,7 +316,9 @@ def test_unreachable_server_is_a_retryable_error_after_bounded_tries(monkeypatch
         client.verify_access()
 
 
-def test_minted_tokens_are_registered_with_the_secret_masker(flex_connection: str, emulator: Emulator) -> None:
+def test_minted_tokens_are_registered_with_the_secret_masker(
+    flex_connection: str, emulator: Emulator
+) -> None:
     from airflow.sdk.log import redact
 
     with FlexInsightsHook().session() as client:
@@ -325,3 +327,13 @@ def test_minted_tokens_are_registered_with_the_secret_masker(flex_connection: st
     assert len(emulator.issued_secrets) == 2
     for secret in emulator.issued_secrets:
         assert secret not in str(redact(f"a log line that leaks {secret}"))
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(faults=[Fault("logout", 503, count=5)])])
+def test_a_failed_logout_is_tried_once_and_never_fails_the_work(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    with FlexInsightsHook().session() as client:
+        client.verify_access()
+
+    assert emulator.calls() == [("login", 200), ("token", 200), ("logout", 503)]

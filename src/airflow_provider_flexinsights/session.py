@@ -53,6 +53,11 @@ Flow = Generator[Effect, Any, T]
 """A generator yielding effects, receiving a Reply after each Send, returning a T."""
 
 
+# Logging out is a courtesy (an SST expires on its own): one quick try, so a task or a triggerer
+# shutting down is never held up by an unreachable server.
+_LOGOUT_RETRY = RetryPolicy(max_attempts=1)
+
+
 class TransportError(Exception):
     """The server could not be reached or the connection broke; raised *into* flows by transports."""
 
@@ -121,7 +126,7 @@ class Session:
         request = self._authorize(protocol.logout(self._login.profile_id))
         self._login, self._tt = None, None
         try:
-            reply = yield from self._exchange(request)
+            reply = yield from self._exchange(request, _LOGOUT_RETRY)
         except FlexInsightsTransientError as err:
             log.warning("Could not log out of Flex Insights (%s); the SST will expire on its own.", err)
             return
@@ -160,9 +165,9 @@ class Session:
 
     # --- retries ------------------------------------------------------------------------------
 
-    def _exchange(self, send: Send) -> Flow[Reply]:
+    def _exchange(self, send: Send, policy: RetryPolicy | None = None) -> Flow[Reply]:
         """Send once, and again after a backoff while the failure is transient (429, 5xx, network)."""
-        request, waited = send.request, 0.0
+        request, waited, policy = send.request, 0.0, policy or self._retry
         for attempt in itertools.count(1):
             reply: Reply | None = None
             try:
@@ -173,8 +178,8 @@ class Session:
                 if protocol.judge(request, reply) is not Verdict.RETRY:
                     return reply
                 failure, server_asked = f"HTTP {reply.status}", protocol.retry_after(reply)
-            delay = self._retry.delay(attempt, server_asked)
-            if attempt >= self._retry.max_attempts or waited + delay > self._retry.max_total_wait:
+            delay = policy.delay(attempt, server_asked)
+            if attempt >= policy.max_attempts or waited + delay > policy.max_total_wait:
                 if reply is not None:
                     return reply  # the caller maps the final status to a typed error
                 raise FlexInsightsTransientError(

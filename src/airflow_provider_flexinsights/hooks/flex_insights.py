@@ -63,9 +63,11 @@ class FlexInsightsClient:
         """Start a raw export of ``report_id`` for the days ``date_from``..``date_to``; return its URI."""
         return self._transport.run(self._api.start_export(workspace_id, report_id, date_from, date_to))
 
-    def check_export(self, export_uri: str, success_body: SuccessBody = "stream") -> ExportStatus:
-        """Poll once; a READY status holds the open CSV stream (read it with :meth:`iter_csv`)."""
-        return self._transport.run(self._api.check_export(export_uri, success_body))
+    def check_export(
+        self, export_uri: str, success_body: SuccessBody = "stream", *, polls: int = 0
+    ) -> ExportStatus:
+        """Poll once (``polls``: how many came before); READY holds the open CSV stream (:meth:`open_csv`)."""
+        return self._transport.run(self._api.check_export(export_uri, success_body, polls))
 
     def wait_for_export(
         self, export_uri: str, *, schedule: PollSchedule, deadline: float, polls: int = 0

@@ -149,7 +149,7 @@ class FlexInsightsExportOperator(BaseOperator):
             with self.hook.session() as client:
                 status = ExportStatus(ExportState(event["status"]), event["export_uri"], event["polls"])
                 if status.state is ExportState.READY:
-                    status = client.check_export(status.export_uri)
+                    status = client.check_export(status.export_uri, polls=status.polls)
                 return self._finish(client, spec, status, event["end_time"])
 
     def export_spec(self, context: Context) -> ExportSpec:
