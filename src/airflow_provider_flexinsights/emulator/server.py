@@ -524,6 +524,11 @@ class Emulator:
         with self.state.lock:
             return set(self.state.issued_secrets)
 
+    def clear_requests(self) -> None:
+        """Forget the requests seen so far (between tests sharing one emulator)."""
+        with self.state.lock:
+            self.state.requests.clear()
+
     def expire_temporary_tokens(self) -> None:
         """Make every TT issued so far expired, as ten minutes would."""
         with self.state.lock:

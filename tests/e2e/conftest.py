@@ -1,0 +1,59 @@
+"""One real Airflow deployment and one emulator for the whole end-to-end session."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from deployment import AirflowDeployment
+
+from airflow_provider_flexinsights.emulator import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE, Emulator
+
+HERE = Path(__file__).resolve().parent
+DAG_FILES = [
+    *sorted((HERE.parent.parent / "example_dags").glob("*.py")),
+    *sorted((HERE / "dags").glob("*.py")),
+]
+
+
+@pytest.fixture(scope="session")
+def shared_emulator() -> Iterator[Emulator]:
+    with Emulator() as running:
+        yield running
+
+
+@pytest.fixture
+def emulator(shared_emulator: Emulator) -> Iterator[Emulator]:
+    """The session's emulator with an empty request log; config changes are undone after the test."""
+    saved = copy.deepcopy(shared_emulator.config)
+    shared_emulator.clear_requests()
+    yield shared_emulator
+    shared_emulator.state.config = saved
+
+
+@pytest.fixture(scope="session")
+def deployment(
+    shared_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowDeployment]:
+    home = tmp_path_factory.mktemp("airflow-e2e")
+    connection = {
+        "conn_type": "flex_insights",
+        "host": shared_emulator.url,
+        "login": DEMO_EMAIL,
+        "password": DEMO_PASSWORD,
+        "extra": {"workspace_id": DEMO_WORKSPACE},
+    }
+    airflow = AirflowDeployment(
+        home,
+        DAG_FILES,
+        json.dumps(connection),
+        {"AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR": str(home / "exports")},
+    )
+    try:
+        airflow.start_all()
+        yield airflow
+    finally:
+        airflow.stop_all()

@@ -1,0 +1,198 @@
+"""A real Airflow 3 deployment on loopback, started and stopped by the tests.
+
+The api-server, scheduler (LocalExecutor), dag-processor and triggerer run as separate processes,
+each in its own process group, with an SQLite metadata database in a temporary Airflow home. Tests
+read task instance states straight from that database and look at the process table to prove that
+no worker holds a deferred task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.5) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class AirflowDeployment:
+    def __init__(self, home: Path, dags: list[Path], connection: str, extra_env: dict[str, str]) -> None:
+        self.home = home
+        self.port = free_port()
+        self.logs = home / "component-logs"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        airflow_bin = Path(sys.executable).parent
+        self.env = {
+            **os.environ,
+            "PATH": f"{airflow_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT": connection,
+            **extra_env,
+        }
+        (home / "dags").mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        for dag in dags:
+            (home / "dags" / dag.name).write_bytes(dag.read_bytes())
+
+    # --- processes ----------------------------------------------------------------------------
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["airflow", *args], env=self.env, capture_output=True, text=True, check=check)
+
+    def start(self, component: str) -> None:
+        log = (self.logs / f"{component}.log").open("ab")
+        self.processes[component] = subprocess.Popen(
+            ["airflow", component], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def stop(self, component: str, *, kill: bool = False) -> None:
+        """Stop a component and every process it started (its process group), by process id."""
+        process = self.processes.pop(component, None)
+        if process is None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+
+    def start_all(self) -> None:
+        self.cli("db", "migrate")
+        for component in COMPONENTS:
+            self.start(component)
+        wait_until(self._api_is_up, timeout=120, what="the api-server to answer")
+
+    def stop_all(self) -> None:
+        for component in reversed(list(self.processes)):
+            self.stop(component)
+        for straggler in _processes_of(self.home):  # anything of ours that left its process group
+            straggler.kill()
+
+    def _api_is_up(self) -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+    # --- state --------------------------------------------------------------------------------
+
+    def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+        database = sqlite3.connect(f"file:{self.home / 'airflow.db'}?mode=ro", uri=True, timeout=30)
+        database.row_factory = sqlite3.Row
+        try:
+            return database.execute(sql, params).fetchall()
+        finally:
+            database.close()
+
+    def wait_for_dag(self, dag_id: str) -> None:
+        wait_until(
+            lambda: self.query("SELECT 1 FROM dag WHERE dag_id = ? AND is_stale = 0", dag_id),
+            timeout=120,
+            what=f"DAG {dag_id} to be parsed",
+        )
+
+    def trigger(self, dag_id: str, logical_date: str, conf: dict[str, Any] | None = None) -> str:
+        """Start a run and return its run id."""
+        self.wait_for_dag(dag_id)
+        self.cli("dags", "unpause", dag_id)
+        run_id = f"e2e__{logical_date}__{time.monotonic_ns()}"
+        args = [
+            "dags",
+            "trigger",
+            dag_id,
+            "--run-id",
+            run_id,
+            "--logical-date",
+            f"{logical_date}T00:00:00+00:00",
+        ]
+        self.cli(*args, "--conf", json.dumps(conf or {}))
+        return run_id
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[sqlite3.Row]:
+        return self.query(
+            "SELECT id, task_id, map_index, state, try_number FROM task_instance"
+            " WHERE dag_id = ? AND run_id = ? ORDER BY task_id, map_index",
+            dag_id,
+            run_id,
+        )
+
+    def run_state(self, dag_id: str, run_id: str) -> str | None:
+        rows = self.query("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id)
+        return rows[0]["state"] if rows else None
+
+    def wait_for_run(self, dag_id: str, run_id: str, *, timeout: float = 180) -> str:
+        done = ("success", "failed")
+        state = wait_until(
+            lambda: (s := self.run_state(dag_id, run_id)) in done and s,
+            timeout=timeout,
+            what=f"run {run_id} of {dag_id} to finish",
+        )
+        return str(state)
+
+    def processes_for(self, ti_id: str) -> list[psutil.Process]:
+        """Live processes working on this task instance (executor workers put its id in their title)."""
+        wanted = {str(uuid.UUID(ti_id)), uuid.UUID(ti_id).hex}
+        found = []
+        for process in psutil.process_iter(["cmdline", "status"]):
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if any(w in part for part in process.info["cmdline"] or () for w in wanted):
+                found.append(process)
+        return found
+
+
+def _processes_of(home: Path) -> list[psutil.Process]:
+    """Processes whose environment points at this Airflow home (ours, whatever their group)."""
+    mine = []
+    for process in psutil.process_iter():
+        try:
+            if process.pid != os.getpid() and process.environ().get("AIRFLOW_HOME") == str(home):
+                mine.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return mine
