@@ -268,7 +268,7 @@ def test_tokens_never_appear_in_errors_or_reprs(flex_connection: str, emulator: 
 
 
 @pytest.mark.parametrize(
-    "emulator_config", [EmulatorConfig(faults=[Fault("execute", 429, count=1, retry_after="1")])]
+    "emulator_config", [EmulatorConfig(faults=[Fault("execute", status=429, count=1, retry_after="1")])]
 )
 def test_rate_limit_waits_as_told_then_retries(flex_connection: str, emulator: Emulator) -> None:
     with FlexInsightsHook().session() as client:
@@ -279,7 +279,7 @@ def test_rate_limit_waits_as_told_then_retries(flex_connection: str, emulator: E
     assert accepted.at - limited.at >= 1.0
 
 
-@pytest.mark.parametrize("emulator_config", [EmulatorConfig(faults=[Fault("login", 503, count=2)])])
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(faults=[Fault("login", status=503, count=2)])])
 def test_server_errors_are_retried_with_backoff(flex_connection: str, emulator: Emulator) -> None:
     with FlexInsightsHook(retry_policy=RetryPolicy(base_delay=0.05)).session() as client:
         client.verify_access()
@@ -287,7 +287,9 @@ def test_server_errors_are_retried_with_backoff(flex_connection: str, emulator: 
     assert emulator.calls()[:4] == [("login", 503), ("login", 503), ("login", 200), ("token", 200)]
 
 
-@pytest.mark.parametrize("emulator_config", [EmulatorConfig(faults=[Fault("identifiers", 500, count=99)])])
+@pytest.mark.parametrize(
+    "emulator_config", [EmulatorConfig(faults=[Fault("identifiers", status=500, count=99)])]
+)
 def test_retries_are_bounded_and_end_in_a_retryable_error(flex_connection: str, emulator: Emulator) -> None:
     policy = RetryPolicy(max_attempts=3, base_delay=0.01)
     with (
@@ -329,7 +331,7 @@ def test_minted_tokens_are_registered_with_the_secret_masker(
         assert secret not in str(redact(f"a log line that leaks {secret}"))
 
 
-@pytest.mark.parametrize("emulator_config", [EmulatorConfig(faults=[Fault("logout", 503, count=5)])])
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(faults=[Fault("logout", status=503, count=5)])])
 def test_a_failed_logout_is_tried_once_and_never_fails_the_work(
     flex_connection: str, emulator: Emulator
 ) -> None:

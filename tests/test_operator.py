@@ -16,8 +16,7 @@ from airflow_provider_flexinsights.emulator import (
     QUEUE_REPORT,
     Emulator,
     EmulatorConfig,
-    Report,
-    Workspace,
+    Fault,
     render_report,
 )
 
@@ -237,10 +236,7 @@ def test_report_without_data(
 
 
 BROKEN_DOWNLOAD = EmulatorConfig(
-    pending_polls=1,
-    workspaces={
-        DEMO_WORKSPACE: Workspace({QUEUE_REPORT: Report("breaks mid-body", break_after_bytes=50_000)})
-    },
+    pending_polls=1, faults=[Fault("export", "reset", count=99, after_bytes=50_000)]
 )
 
 

@@ -16,8 +16,7 @@ from airflow_provider_flexinsights.emulator import (
     QUEUE_REPORT,
     Emulator,
     EmulatorConfig,
-    Report,
-    Workspace,
+    Fault,
 )
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.triggers.flex_insights import FlexInsightsExportTrigger
@@ -99,12 +98,12 @@ def test_empty_report_yields_empty(flex_connection: str, emulator: Emulator) -> 
     [
         EmulatorConfig(
             pending_polls=0,
-            workspaces={DEMO_WORKSPACE: Workspace({QUEUE_REPORT: Report("big", break_after_bytes=5)})},
+            faults=[Fault("export", "truncate", count=99, after_bytes=5)],
         )
     ],
 )
 def test_trigger_never_reads_the_csv_body(flex_connection: str, emulator: Emulator) -> None:
-    # The body of this report breaks after 5 bytes: any attempt to read it would fail.
+    # Every body breaks after 5 bytes: any attempt to read one would fail.
     events = run_as_triggerer(make_trigger(start_export()))
 
     assert [e["status"] for e in events] == ["ready"]

@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import socket
+import struct
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,6 @@ TT_CHALLENGE = 'GoodData realm="GoodData API", cookie=GDCAuthTT'
 class Report:
     title: str
     kind: Literal["queue", "empty"] = "queue"
-    break_after_bytes: int | None = None  # fault: drop the connection mid-body after this many bytes
 
 
 def default_reports() -> dict[str, Report]:
@@ -58,14 +58,43 @@ class Workspace:
     identifiers: set[str] = field(default_factory=lambda: {DATE_IDENTIFIER})
 
 
+FaultKind = Literal["status", "expire_tt", "expire_sst", "delay", "gone", "reset", "truncate"]
+BODY_FAULTS = frozenset({"reset", "truncate"})
+
+
 @dataclass
 class Fault:
-    """Answer the next ``count`` requests to ``endpoint`` with ``status`` instead of serving them."""
+    """Misbehave on requests to ``endpoint``: let ``skip`` of them through, then misbehave ``count`` times.
 
-    endpoint: str  # login, token, logout, identifiers, execute, export
-    status: int
+    ``endpoint`` is login, token, logout, identifiers, execute, export, or "*" for any; ``workspace``
+    limits the fault to one workspace. Kinds:
+
+    - ``status``: answer ``status`` (with ``retry_after`` as Retry-After, if set) instead of serving.
+    - ``expire_tt``: expire every TT first, as ten minutes would (the request gets the TT challenge).
+    - ``expire_sst``: expire every SST and TT first, as two weeks would.
+    - ``delay``: hold the first byte back for ``seconds``, then serve.
+    - ``gone``: the export expired: 410 now, 404 from then on (export endpoint).
+    - ``reset``: send ``after_bytes`` of a CSV body, then reset the connection (counts downloads only).
+    - ``truncate``: send ``after_bytes`` of a CSV body, then close cleanly without the final chunk.
+    """
+
+    endpoint: str = "*"
+    kind: FaultKind = "status"
+    status: int = 503
     count: int = 1
-    retry_after: str | None = None  # Retry-After header value: seconds or an HTTP date
+    skip: int = 0
+    retry_after: str | None = None
+    seconds: float = 0.0
+    after_bytes: int = 0
+    workspace: str | None = None
+
+    def matches(self, endpoint: str, workspace: str | None, kinds: frozenset[str]) -> bool:
+        return (
+            self.count > 0
+            and self.kind in kinds
+            and self.endpoint in ("*", endpoint)
+            and self.workspace in (None, workspace)
+        )
 
 
 @dataclass
@@ -75,6 +104,7 @@ class EmulatorConfig:
     pending_polls: int = 2  # answers 202 this many times before the CSV is ready...
     pending_seconds: float = 0.0  # ...and for at least this long after the export started
     tt_ttl: float = 600.0
+    tt_max_uses: int | None = None  # a TT stops working after this many requests (None: no limit)
     sst_ttl: float = 14 * 24 * 3600.0
     faults: list[Fault] = field(default_factory=list)
 
@@ -110,7 +140,13 @@ class _Login:
     expires: float
 
 
+class _Hangup(Exception):
+    """Control flow: the connection was cut on purpose (a fault)."""
+
+
 class _Reject(Exception):
+    """Control flow: answer with a GoodData error instead of serving the request."""
+
     def __init__(self, status: int, message: str, *params: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.params, self.headers = status, message, params, headers or {}
@@ -124,6 +160,7 @@ class EmulatorState:
         self.lock = threading.Lock()
         self.logins: dict[str, _Login] = {}  # SST -> login
         self.tts: dict[str, tuple[str, float]] = {}  # TT -> (SST, expiry)
+        self.tt_uses: dict[str, int] = {}
         self.exports: dict[str, _Export] = {}
         self.requests: list[RequestRecord] = []
         self.issued_secrets: set[str] = set()
@@ -172,22 +209,41 @@ class _Handler(BaseHTTPRequestHandler):
             route(url, raw)
         except _Reject as reject:
             self._send_error(reject)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, _Hangup):
             self.close_connection = True
 
-    def _inject_fault(self) -> None:
+    def _take_fault(self, kinds: frozenset[str]) -> Fault | None:
+        """The first armed fault of these kinds for this request, consumed (after its skips)."""
+        workspace = self.match.groupdict().get("ws")
         with self.state.lock:
-            fault = next(
-                (f for f in self.state.config.faults if f.endpoint == self.endpoint and f.count > 0), None
-            )
-            if fault is None:
-                return
-            fault.count -= 1
-        headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-        message = (
-            "Too many requests, wait one minute" if fault.status == 429 else "Service unavailable (injected)"
-        )
-        raise _Reject(fault.status, message, headers=headers)
+            for fault in self.state.config.faults:
+                if fault.matches(self.endpoint, workspace, kinds):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
+                    fault.count -= 1
+                    return fault
+        return None
+
+    def _inject_fault(self) -> None:
+        fault = self._take_fault(frozenset({"status", "expire_tt", "expire_sst", "delay", "gone"}))
+        if fault is None:
+            return
+        if fault.kind == "delay":
+            time.sleep(fault.seconds)
+        elif fault.kind in ("expire_tt", "expire_sst"):
+            with self.state.lock:
+                self.state.tts.clear()
+                if fault.kind == "expire_sst":
+                    self.state.logins.clear()
+        elif fault.kind == "gone":
+            with self.state.lock:
+                self.state.exports.pop(self.match.groupdict().get("id") or "", None)
+            raise _Reject(410, "Export result %s has expired", self.path)
+        else:
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            message = "Too many requests, wait one minute" if fault.status == 429 else "Service unavailable"
+            raise _Reject(fault.status, message, headers=headers)
 
     def _start_response(self, status: int) -> None:
         """Log the request, then send the status line: a client never sees an answer not yet logged."""
@@ -293,7 +349,9 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             sst, expires = self.state.tts.get(tt or "", ("", 0.0))
             login = self.state.logins.get(sst)
-            if login is None or expires < time.time():
+            uses = self.state.tt_uses[tt or ""] = self.state.tt_uses.get(tt or "", 0) + 1
+            limit = self.state.config.tt_max_uses
+            if login is None or expires < time.time() or (limit is not None and uses > limit):
                 raise _Reject(
                     401, "Unauthorized: TT missing or expired", headers={"WWW-Authenticate": TT_CHALLENGE}
                 )
@@ -457,18 +515,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         start, end = dt.date.fromisoformat(export.date_from), dt.date.fromisoformat(export.date_to)
-        budget = report.break_after_bytes
+        fault = self._take_fault(BODY_FAULTS)
+        budget = fault.after_bytes if fault else None
         for block in data.iter_report(export.workspace_id, export.report_id, start, end):
             if budget is not None and len(block) >= budget:
-                self.wfile.write(b"%x\r\n%s" % (len(block), block[:budget]))
-                self.wfile.flush()
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
+                self._cut(fault, b"%x\r\n%s" % (len(block), block[:budget]))
             if budget is not None:
                 budget -= len(block)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
         self.wfile.write(b"0\r\n\r\n")
+
+    def _cut(self, fault: Fault | None, last_bytes: bytes) -> None:
+        """Send ``last_bytes``, then cut the connection: a reset (RST) or a clean close mid-body."""
+        self.wfile.write(last_bytes)
+        self.wfile.flush()
+        if fault is not None and fault.kind == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            self.connection.shutdown(socket.SHUT_WR)
+        raise _Hangup
 
     # --- control API (for tests running the emulator in another process) ----------------------
 
