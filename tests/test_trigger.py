@@ -109,16 +109,32 @@ def test_trigger_never_reads_the_csv_body(flex_connection: str, emulator: Emulat
     assert [e["status"] for e in events] == ["ready"]
 
 
-def test_unknown_export_yields_an_error_event_with_a_clear_message(
+@pytest.mark.parametrize(
+    "emulator_config", [EmulatorConfig(pending_polls=5, faults=[Fault("export", "gone", skip=2)])]
+)
+def test_expired_export_yields_a_gone_event_for_the_worker_to_replace(
     flex_connection: str, emulator: Emulator
 ) -> None:
-    gone = f"/gdc/projects/{DEMO_WORKSPACE}/execute/raw/doesnotexist?q=1&c=2"
+    export_uri = start_export()
 
-    events = run_as_triggerer(make_trigger(gone))
+    events = run_as_triggerer(make_trigger(export_uri, restarts=0))
 
-    assert len(events) == 1 and events[0]["status"] == "error"
-    assert f"could not fetch export {gone} (HTTP 404" in events[0]["message"]
-    assert "rerun the task to start a new one" in events[0]["message"]
+    assert [(e["status"], e["restarts"]) for e in events] == [("gone", 0)]
+    assert f"could not fetch export {export_uri} (HTTP 410" in events[0]["message"]
+    assert "a new export with the same parameters can replace it" in events[0]["message"]
+    assert [e for e, _ in emulator.calls()].count("execute") == 1  # replacing is the worker's job
+    assert emulator.live_sessions == 0
+
+
+def test_a_failing_poll_yields_an_error_event_with_the_server_message(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    emulator.config.faults.append(Fault("export", status=400, count=99))
+
+    events = run_as_triggerer(make_trigger(start_export()))
+
+    assert [e["status"] for e in events] == ["error"]
+    assert "(HTTP 400: Bad Request)" in events[0]["message"] and "request id emu-" in events[0]["message"]
     assert events[0]["retryable"] is False
 
 
@@ -150,6 +166,7 @@ def test_serialize_round_trips_and_holds_no_secret(flex_connection: str, emulato
         "poll_interval",
         "max_poll_interval",
         "polls",
+        "restarts",
     }
     text = json.dumps(kwargs) + repr(trigger)
     assert secrets_in(text, emulator) == [] and DEMO_PASSWORD not in text

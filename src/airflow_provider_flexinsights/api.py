@@ -9,6 +9,7 @@ from typing import Any
 from airflow_provider_flexinsights import protocol
 from airflow_provider_flexinsights.backoff import PollSchedule
 from airflow_provider_flexinsights.exceptions import (
+    FlexInsightsExportGoneError,
     FlexInsightsExportTimeoutError,
     FlexInsightsNotFoundError,
 )
@@ -72,7 +73,8 @@ class FlexInsightsApi:
             raise protocol.error_for(
                 request,
                 reply,
-                hint="The export no longer exists (it may have expired); rerun the task to start a new one.",
+                hint="The export expired; a new export with the same parameters can replace it.",
+                error_type=FlexInsightsExportGoneError,
             )
         state = protocol.read_export_state(reply)
         return ExportStatus(state, export_uri, polls + 1, reply if state is ExportState.READY else None)

@@ -39,8 +39,21 @@ class FlexInsightsNotFoundError(FlexInsightsApiError):
     """A workspace, report, identifier or export does not exist (for this user)."""
 
 
+class FlexInsightsExportGoneError(FlexInsightsNotFoundError):
+    """The export's result expired on the server (404/410); a new export with the same parameters can
+    replace it."""
+
+    retryable = True
+
+
 class FlexInsightsTransientError(FlexInsightsApiError):
     """Rate limits, outages or network failures outlasted the retry budget; a later try may work."""
+
+    retryable = True
+
+
+class FlexInsightsDownloadError(FlexInsightsError):
+    """The CSV stream broke before its end (reset, truncated body, timeout); nothing was written."""
 
     retryable = True
 

@@ -239,7 +239,13 @@ def retry_after(reply: Reply, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def error_for(request: Request, reply: Reply, *, hint: str = "") -> FlexInsightsApiError:
+def error_for(
+    request: Request,
+    reply: Reply,
+    *,
+    hint: str = "",
+    error_type: type[FlexInsightsApiError] | None = None,
+) -> FlexInsightsApiError:
     """One sentence for a failed request: action, status, server message, request id, what to do."""
     server = server_message(reply.body)
     detail = f": {server}" if server else ""
@@ -254,11 +260,12 @@ def error_for(request: Request, reply: Reply, *, hint: str = "") -> FlexInsights
         )
     hint = hint or _default_hint(reply.status)
     message = f"{message}. {hint}" if hint else f"{message}."
-    error_type: type[FlexInsightsApiError] = FlexInsightsApiError
-    if reply.status in (404, 410):
-        error_type = FlexInsightsNotFoundError
-    elif reply.status in RETRYABLE_STATUSES:
-        error_type = FlexInsightsTransientError
+    if error_type is None:
+        error_type = FlexInsightsApiError
+        if reply.status in (404, 410):
+            error_type = FlexInsightsNotFoundError
+        elif reply.status in RETRYABLE_STATUSES:
+            error_type = FlexInsightsTransientError
     return error_type(message, status=reply.status, request_id=reply.request_id)
 
 

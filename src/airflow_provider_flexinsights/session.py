@@ -56,6 +56,8 @@ Flow = Generator[Effect, Any, T]
 # Logging out is a courtesy (an SST expires on its own): one quick try, so a task or a triggerer
 # shutting down is never held up by an unreachable server.
 _LOGOUT_RETRY = RetryPolicy(max_attempts=1)
+# How often a flow waiting for another flow's token renewal looks again (event loop only).
+_RENEWAL_WAIT = 0.02
 
 
 class TransportError(Exception):
@@ -86,6 +88,7 @@ class Session:
         self._retry = retry or RetryPolicy()
         self._login: protocol.Login | None = None
         self._tt: str | None = None
+        self._renewing = False
         self.logins = 0
 
     @property
@@ -96,22 +99,21 @@ class Session:
         """Send ``request`` with the tokens it needs and return the reply, or raise its error.
 
         On a 401 the stale token is dropped and the request repeated once: a TT is re-minted from
-        the SST, and a gone SST means a new login (which a TT request's own 401 triggers).
+        the SST, and a gone SST means a new login (which the TT request's own 401 reveals).
         Statuses in ``passthrough`` are returned to the caller instead of raised.
         """
         refreshed = False
         while True:
             yield from self._ensure_tokens(request.auth)
-            reply = yield from self._exchange(self._authorize(request))
+            sent = self._authorize(request)
+            reply = yield from self._exchange(sent)
             verdict = protocol.judge(request, reply)
             if verdict is Verdict.OK or reply.status in passthrough:
                 return reply
             if verdict in (Verdict.TT_EXPIRED, Verdict.SST_EXPIRED) and not refreshed:
                 refreshed = True
-                self._forget(verdict)
-                log.info(
-                    "Flex Insights answered 401 (%s); renewing the token, repeating once.", verdict.value
-                )
+                self._forget(verdict, sent)
+                log.info("Flex Insights answered 401 (%s); renewing, repeating once.", verdict.value)
                 continue
             raise protocol.error_for(request, reply)
 
@@ -138,22 +140,54 @@ class Session:
     # --- tokens -------------------------------------------------------------------------------
 
     def _ensure_tokens(self, auth: Auth) -> Flow[None]:
+        """Have the tokens ``auth`` needs. Single-flight: flows sharing this session on one event
+        loop wait for the renewal already under way instead of logging in or minting again."""
         if auth is Auth.NONE:
             return
-        if self._login is None:
-            reply = yield from self.send(protocol.login(self._credentials.email, self._credentials.password))
-            self._login = protocol.read_login(reply)
-            yield Secret(self._login.sst)
-            self.logins += 1
-        if auth is Auth.TT and self._tt is None:
-            reply = yield from self.send(protocol.mint_temporary_token())
-            self._tt = protocol.read_temporary_token(reply)
-            yield Secret(self._tt)
+        while self._renewing:
+            yield Sleep(_RENEWAL_WAIT)
+        if self._login is not None and (auth is Auth.SST or self._tt is not None):
+            return
+        self._renewing = True
+        try:
+            yield from self._renew(auth)
+        finally:
+            self._renewing = False
 
-    def _forget(self, verdict: Verdict) -> None:
-        self._tt = None
-        if verdict is Verdict.SST_EXPIRED:
+    def _renew(self, auth: Auth) -> Flow[None]:
+        for attempt in (1, 2):  # a TT request that finds the SST gone logs in again, once
+            if self._login is None:
+                yield from self._log_in()
+            if auth is Auth.SST:
+                return
+            request = protocol.mint_temporary_token()
+            reply = yield from self._exchange(self._authorize(request))
+            verdict = protocol.judge(request, reply)
+            if verdict is Verdict.OK:
+                self._tt = protocol.read_temporary_token(reply)
+                yield Secret(self._tt)
+                return
+            if verdict is not Verdict.SST_EXPIRED or attempt == 2:
+                raise protocol.error_for(request, reply)
+            log.info("Flex Insights SST expired; logging in again.")
             self._login = None
+
+    def _log_in(self) -> Flow[None]:
+        request = protocol.login(self._credentials.email, self._credentials.password)
+        reply = yield from self._exchange(Send(request))
+        if protocol.judge(request, reply) is not Verdict.OK:
+            raise protocol.error_for(request, reply)
+        self._login = protocol.read_login(reply)
+        yield Secret(self._login.sst)
+        self.logins += 1
+
+    def _forget(self, verdict: Verdict, sent: Send) -> None:
+        """Drop the tokens a rejected request carried, unless another flow has renewed them since."""
+        if self._tt is not None and self._tt == sent.headers.get(protocol.TT_HEADER):
+            self._tt = None
+        sst = sent.headers.get(protocol.SST_HEADER)
+        if verdict is Verdict.SST_EXPIRED and self._login is not None and self._login.sst == sst:
+            self._login, self._tt = None, None
 
     def _authorize(self, request: Request) -> Send:
         headers: dict[str, str] = {}

@@ -114,10 +114,23 @@ class SyncTransport:
         """Chunks of a body fetched with ``success_body="stream"``; the response closes on exit."""
         response: requests.Response = reply.stream
         with response:
-            yield response.iter_content(chunk_size=DOWNLOAD_CHUNK_SIZE)
+            yield _chunks(response)
 
     def close(self) -> None:
         self._http.close()
+
+
+def _chunks(response: requests.Response) -> Iterator[bytes]:
+    """The body in chunks; a broken stream (reset, truncated chunking, timeout) is a TransportError."""
+    import requests
+
+    received = 0
+    try:
+        for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_SIZE):
+            received += len(chunk)
+            yield chunk
+    except requests.RequestException as err:
+        raise TransportError(f"{_describe(err)}, after {received:,} bytes") from err
 
 
 class AsyncTransport:

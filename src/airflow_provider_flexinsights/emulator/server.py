@@ -21,6 +21,7 @@ import struct
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -242,7 +243,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reject(410, "Export result %s has expired", self.path)
         else:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            message = "Too many requests, wait one minute" if fault.status == 429 else "Service unavailable"
+            message = (
+                "Too many requests, wait one minute"
+                if fault.status == 429
+                else HTTPStatus(fault.status).phrase
+            )
             raise _Reject(fault.status, message, headers=headers)
 
     def _start_response(self, status: int) -> None:

@@ -17,9 +17,9 @@ from airflow.sdk import BaseHook
 from airflow_provider_flexinsights import validation
 from airflow_provider_flexinsights.api import ExportStatus, FlexInsightsApi
 from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
-from airflow_provider_flexinsights.exceptions import FlexInsightsError
+from airflow_provider_flexinsights.exceptions import FlexInsightsDownloadError, FlexInsightsError
 from airflow_provider_flexinsights.protocol import DEFAULT_BASE_URL, SuccessBody
-from airflow_provider_flexinsights.session import Session
+from airflow_provider_flexinsights.session import Session, TransportError
 from airflow_provider_flexinsights.transport import AsyncTransport, SyncTransport
 from airflow_provider_flexinsights.validation import ConnectionSettings
 
@@ -84,8 +84,13 @@ class FlexInsightsClient:
         if status.reply is None:
             yield iter(())
             return
-        with self._transport.open_body(status.reply) as chunks:
-            yield chunks
+        try:
+            with self._transport.open_body(status.reply) as chunks:
+                yield chunks
+        except TransportError as err:
+            raise FlexInsightsDownloadError(
+                f"The download of Flex Insights export {status.export_uri} broke before its end ({err})."
+            ) from err
 
     def close(self) -> None:
         """Log out (deleting the SST and its TTs on the server) and release connections."""
@@ -167,6 +172,10 @@ class AsyncFlexInsightsClient:
         self.session = Session(settings.credentials)
         self._api = FlexInsightsApi(self.session, settings.base_url)
         self._transport = AsyncTransport(settings.base_url, on_secret=_amask_secret)
+
+    async def check_export(self, export_uri: str) -> ExportStatus:
+        """Poll once, without reading a CSV body."""
+        return await self._transport.run(self._api.check_export(export_uri, "discard"))
 
     async def wait_for_export(
         self, export_uri: str, *, schedule: PollSchedule, deadline: float

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,8 +17,10 @@ from airflow_provider_flexinsights import validation
 from airflow_provider_flexinsights.api import ExportStatus
 from airflow_provider_flexinsights.backoff import PollSchedule
 from airflow_provider_flexinsights.exceptions import (
+    FlexInsightsDownloadError,
     FlexInsightsEmptyReportError,
     FlexInsightsError,
+    FlexInsightsExportGoneError,
     FlexInsightsInputError,
 )
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient, FlexInsightsHook
@@ -26,7 +29,12 @@ from airflow_provider_flexinsights.protocol import ExportState
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_flexinsights.storage import WrittenFile
+
 OnEmpty = Literal["succeed", "skip", "fail"]
+
+_EXPORT_STATE_KEY = "flex_insights_export"
+_MAX_EXPORT_RESTARTS = 1
 
 # Airflow's own deferral timeout is a backstop behind the trigger's deadline, which fails with a
 # clearer message; the margin lets the trigger's message win.
@@ -42,6 +50,10 @@ class ExportSpec:
     date_from: str
     date_to: str
     destination: str
+
+    def identity(self) -> dict[str, str]:
+        """What makes two exports the same: everything but where the CSV goes."""
+        return {k: v for k, v in asdict(self).items() if k != "destination"}
 
     def describe(self) -> str:
         return (
@@ -76,6 +88,8 @@ class FlexInsightsExportOperator(BaseOperator):
     :param timeout: how long to wait for the export to be ready before failing.
     :param on_empty: what a report with no data for the range does: ``"succeed"`` (write an
         empty file), ``"skip"`` (skip the task, write nothing) or ``"fail"``.
+    :param download_attempts: how many times a CSV stream that breaks midway is fetched again
+        from the start before the task fails (nothing is written meanwhile).
     """
 
     template_fields: Sequence[str] = ("report_id", "workspace_id", "date_from", "date_to", "destination")
@@ -95,6 +109,7 @@ class FlexInsightsExportOperator(BaseOperator):
         max_poll_interval: float = 15.0,
         timeout: dt.timedelta | float = dt.timedelta(hours=2),
         on_empty: OnEmpty = "succeed",
+        download_attempts: int = 3,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -113,6 +128,7 @@ class FlexInsightsExportOperator(BaseOperator):
         self.max_poll_interval = max_poll_interval
         self.timeout = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else float(timeout)
         self.on_empty = on_empty
+        self.download_attempts = max(1, download_attempts)
 
     @cached_property
     def hook(self) -> FlexInsightsHook:
@@ -125,20 +141,12 @@ class FlexInsightsExportOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         with _no_retry_for_permanent_errors():
             spec = self.export_spec(context)
-            return self._export(spec)
-
-    def _export(self, spec: ExportSpec) -> dict[str, Any]:
-        with self.hook.session() as client:
-            export_uri = client.start_export(spec.workspace_id, spec.report_id, spec.date_from, spec.date_to)
-            end_time = time.time() + self.timeout
-            self.log.info("Started the Flex Insights export of %s: %s", spec.describe(), export_uri)
-            status = client.check_export(export_uri)
-            if status.state is ExportState.PENDING and self.deferrable:
-                self._defer(spec, status, end_time)
-            return self._finish(client, spec, status, end_time)
+            with self.hook.session() as client:
+                status = self._reuse_or_start(client, spec, context)
+                return self._complete(client, spec, status, context, end_time=time.time() + self.timeout)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the trigger: fail on its error, else fetch and write the CSV.
+        """Resume after the trigger: fail on its error, replace an expired export, else download.
 
         The parameters are rendered again from the same run, so they equal those of the export.
         """
@@ -146,11 +154,16 @@ class FlexInsightsExportOperator(BaseOperator):
             spec = self.export_spec(context)
             if event["status"] == "error":
                 raise _TriggerError(event["message"], retryable=event.get("retryable", False))
+            end_time, restarts = event["end_time"], event.get("restarts", 0)
             with self.hook.session() as client:
-                status = ExportStatus(ExportState(event["status"]), event["export_uri"], event["polls"])
-                if status.state is ExportState.READY:
-                    status = client.check_export(status.export_uri, polls=status.polls)
-                return self._finish(client, spec, status, event["end_time"])
+                if event["status"] == "gone":
+                    status = self._restart(client, spec, context, event["message"], restarts)
+                    restarts += 1
+                elif event["status"] == "ready":
+                    status = client.check_export(event["export_uri"], polls=event["polls"])
+                else:
+                    status = ExportStatus(ExportState.EMPTY, event["export_uri"], event["polls"])
+                return self._complete(client, spec, status, context, end_time=end_time, restarts=restarts)
 
     def export_spec(self, context: Context) -> ExportSpec:
         """The rendered, validated parameters; raises FlexInsightsInputError before any request."""
@@ -171,7 +184,89 @@ class FlexInsightsExportOperator(BaseOperator):
         workspace = validation.workspace_id(workspace)
         return ExportSpec(workspace, report_id, date_from, date_to, destination)
 
-    def _defer(self, spec: ExportSpec, status: ExportStatus, end_time: float) -> None:
+    # --- starting, reusing and replacing exports -------------------------------------------------
+
+    def _reuse_or_start(self, client: FlexInsightsClient, spec: ExportSpec, context: Context) -> ExportStatus:
+        """Reuse the export an earlier try of this task started, if still there; else start one.
+
+        The export is remembered in Airflow's task state store (Airflow 3.3+), so a retry after a
+        worker crash or a broken download does not run the report again.
+        """
+        remembered = _task_state_store(context)
+        earlier = remembered.get(_EXPORT_STATE_KEY) if remembered is not None else None
+        if isinstance(earlier, dict) and earlier.get("spec") == spec.identity():
+            try:
+                status = client.check_export(earlier["export_uri"])
+            except FlexInsightsExportGoneError:
+                self.log.info("The export started by an earlier try has expired; starting a new one.")
+            else:
+                self.log.info("Reusing the export started by an earlier try: %s", status.export_uri)
+                return status
+        return self._start(client, spec, context)
+
+    def _start(self, client: FlexInsightsClient, spec: ExportSpec, context: Context) -> ExportStatus:
+        export_uri = client.start_export(spec.workspace_id, spec.report_id, spec.date_from, spec.date_to)
+        self.log.info("Started the Flex Insights export of %s: %s", spec.describe(), export_uri)
+        remembered = _task_state_store(context)
+        if remembered is not None:
+            remembered.set(_EXPORT_STATE_KEY, {"export_uri": export_uri, "spec": spec.identity()})
+        return client.check_export(export_uri)
+
+    def _restart(
+        self, client: FlexInsightsClient, spec: ExportSpec, context: Context, why: str, restarts: int
+    ) -> ExportStatus:
+        """Replace an expired export with a new one with the same parameters, once per try."""
+        if restarts >= _MAX_EXPORT_RESTARTS:
+            raise FlexInsightsExportGoneError(f"{why} It was already replaced once in this try; giving up.")
+        self.log.warning("%s Starting a new export with the same parameters.", why)
+        return self._start(client, spec, context)
+
+    # --- waiting and downloading ---------------------------------------------------------------
+
+    def _complete(
+        self,
+        client: FlexInsightsClient,
+        spec: ExportSpec,
+        status: ExportStatus,
+        context: Context,
+        *,
+        end_time: float,
+        restarts: int = 0,
+    ) -> dict[str, Any]:
+        """Wait for the export (deferring if allowed), then write the CSV or the empty outcome."""
+        while True:
+            try:
+                if status.state is ExportState.PENDING:
+                    if self.deferrable:
+                        self._defer(spec, status, end_time, restarts)
+                    status = client.wait_for_export(
+                        status.export_uri, schedule=self.poll_schedule, deadline=end_time, polls=status.polls
+                    )
+                if status.state is ExportState.EMPTY:
+                    self._check_empty_allowed(spec)
+                return self._result(spec, status, self._download(client, spec, status))
+            except FlexInsightsExportGoneError as gone:
+                status = self._restart(client, spec, context, str(gone), restarts)
+                restarts += 1
+
+    def _download(self, client: FlexInsightsClient, spec: ExportSpec, status: ExportStatus) -> WrittenFile:
+        """Stream the CSV to the destination; a broken stream is fetched again from the start."""
+        from airflow_provider_flexinsights.storage import write_atomically
+
+        for attempt in itertools.count(1):
+            try:
+                with client.open_csv(status) as chunks:
+                    return write_atomically(spec.destination, chunks)
+            except FlexInsightsDownloadError as broken:
+                if attempt >= self.download_attempts:
+                    raise
+                self.log.warning(
+                    "%s Downloading it again (%d of %d).", broken, attempt + 1, self.download_attempts
+                )
+                status = client.check_export(status.export_uri, polls=status.polls)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _defer(self, spec: ExportSpec, status: ExportStatus, end_time: float, restarts: int) -> None:
         from airflow_provider_flexinsights.triggers.flex_insights import FlexInsightsExportTrigger
 
         self.log.info("Export not ready yet; deferring to the triggerer (no worker slot held meanwhile).")
@@ -185,25 +280,13 @@ class FlexInsightsExportOperator(BaseOperator):
                 poll_interval=self.poll_interval,
                 max_poll_interval=self.max_poll_interval,
                 polls=status.polls,
+                restarts=restarts,
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=self.timeout) + _DEFERRAL_TIMEOUT_MARGIN,
         )
 
-    def _finish(
-        self, client: FlexInsightsClient, spec: ExportSpec, status: ExportStatus, end_time: float
-    ) -> dict[str, Any]:
-        """Wait in this worker if still pending, then write the CSV (or the empty-report outcome)."""
-        if status.state is ExportState.PENDING:
-            status = client.wait_for_export(
-                status.export_uri, schedule=self.poll_schedule, deadline=end_time, polls=status.polls
-            )
-        if status.state is ExportState.EMPTY:
-            self._check_empty_allowed(spec)
-        from airflow_provider_flexinsights.storage import write_atomically
-
-        with client.open_csv(status) as chunks:
-            written = write_atomically(spec.destination, chunks)
+    def _result(self, spec: ExportSpec, status: ExportStatus, written: WrittenFile) -> dict[str, Any]:
         self.log.info(
             "Wrote %s bytes (sha256 %s) of %s to %s after %s polls.",
             written.bytes,
@@ -218,7 +301,7 @@ class FlexInsightsExportOperator(BaseOperator):
             "sha256": written.sha256,
             "export_uri": status.export_uri,
             "empty": status.state is ExportState.EMPTY,
-            **{k: v for k, v in asdict(spec).items() if k != "destination"},
+            **spec.identity(),
         }
 
     def _check_empty_allowed(self, spec: ExportSpec) -> None:
@@ -240,6 +323,11 @@ class _TriggerError(FlexInsightsError):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+def _task_state_store(context: Context) -> Any:
+    """Airflow's per-task state store (3.3+), or None where this Airflow has none."""
+    return context.get("task_state_store")
 
 
 @contextmanager

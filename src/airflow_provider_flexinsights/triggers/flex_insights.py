@@ -9,15 +9,15 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_flexinsights.backoff import PollSchedule
-from airflow_provider_flexinsights.exceptions import FlexInsightsError
+from airflow_provider_flexinsights.exceptions import FlexInsightsError, FlexInsightsExportGoneError
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsAsyncHook
 
 
 class FlexInsightsExportTrigger(BaseTrigger):
     """Poll an export already started by the worker until it is ready, then yield one event.
 
-    The event is ``{"status": "ready" | "empty" | "error", "export_uri", "polls", "end_time"}``
-    (plus ``message`` and ``retryable`` on error); the
+    The event is ``{"status": "ready" | "empty" | "gone" | "error", "export_uri", "polls",
+    "end_time", "restarts"}`` (plus ``message``, and ``retryable`` on error); the
     worker downloads the CSV when it resumes. The trigger only reads: it never starts an export
     and never reads the CSV body, so running it twice (triggerer restart, HA triggerers) is harmless.
     Its kwargs are ids, URIs and numbers only; tokens are minted inside :meth:`run`.
@@ -29,6 +29,8 @@ class FlexInsightsExportTrigger(BaseTrigger):
     :param poll_interval: seconds before the first poll; later polls back off exponentially.
     :param max_poll_interval: the longest wait between two polls, in seconds.
     :param end_time: epoch seconds after which waiting fails; absolute so a restart does not extend it.
+    :param polls: polls made before this trigger started (carried into the event).
+    :param restarts: expired exports already replaced in this try (carried into the event).
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class FlexInsightsExportTrigger(BaseTrigger):
         poll_interval: float = 1.0,
         max_poll_interval: float = 15.0,
         polls: int = 0,
+        restarts: int = 0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.conn_id = conn_id
@@ -52,6 +55,7 @@ class FlexInsightsExportTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.polls = polls
+        self.restarts = restarts
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -65,6 +69,7 @@ class FlexInsightsExportTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "max_poll_interval": self.max_poll_interval,
                 "polls": self.polls,
+                "restarts": self.restarts,
             },
         )
 
@@ -74,6 +79,7 @@ class FlexInsightsExportTrigger(BaseTrigger):
             "export_uri": self.export_uri,
             "polls": self.polls,
             "end_time": self.end_time,
+            "restarts": self.restarts,
         }
         try:
             async with FlexInsightsAsyncHook(self.conn_id).session() as client:
@@ -81,6 +87,8 @@ class FlexInsightsExportTrigger(BaseTrigger):
                     self.export_uri, schedule=schedule, deadline=self.end_time
                 )
             event.update(status=status.state.value, polls=self.polls + status.polls)
+        except FlexInsightsExportGoneError as gone:
+            event.update(status="gone", message=str(gone))  # the worker starts a replacement
         except FlexInsightsError as err:
             event.update(status="error", message=str(err), retryable=err.retryable)
         self.log.info(
