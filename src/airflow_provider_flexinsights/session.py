@@ -53,9 +53,9 @@ Flow = Generator[Effect, Any, T]
 """A generator yielding effects, receiving a Reply after each Send, returning a T."""
 
 
-# Logging out is a courtesy (an SST expires on its own): one quick try, so a task or a triggerer
-# shutting down is never held up by an unreachable server.
-_LOGOUT_RETRY = RetryPolicy(max_attempts=1)
+# Logging out deletes the SST, so it is retried like any request, but briefly: a task or a
+# triggerer shutting down must not be held up long by an unreachable server.
+_LOGOUT_RETRY = RetryPolicy(max_attempts=3, base_delay=0.5, max_total_wait=5.0)
 # How often a flow waiting for another flow's token renewal looks again (event loop only).
 _RENEWAL_WAIT = 0.02
 

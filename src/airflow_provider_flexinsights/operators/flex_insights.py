@@ -142,7 +142,7 @@ class FlexInsightsExportOperator(BaseOperator):
         with _no_retry_for_permanent_errors():
             spec = self.export_spec(context)
             with self.hook.session() as client:
-                status = self._reuse_or_start(client, spec, context)
+                status = self._reusable_export(client, spec, context)
                 return self._complete(client, spec, status, context, end_time=time.time() + self.timeout)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -155,14 +155,12 @@ class FlexInsightsExportOperator(BaseOperator):
             if event["status"] == "error":
                 raise _TriggerError(event["message"], retryable=event.get("retryable", False))
             end_time, restarts = event["end_time"], event.get("restarts", 0)
+            status: ExportStatus | None = None
+            if event["status"] == "gone":
+                restarts = self._count_replacement(event["message"], restarts)
+            else:  # ready (the CSV is fetched next) or empty
+                status = ExportStatus(ExportState(event["status"]), event["export_uri"], event["polls"])
             with self.hook.session() as client:
-                if event["status"] == "gone":
-                    status = self._restart(client, spec, context, event["message"], restarts)
-                    restarts += 1
-                elif event["status"] == "ready":
-                    status = client.check_export(event["export_uri"], polls=event["polls"])
-                else:
-                    status = ExportStatus(ExportState.EMPTY, event["export_uri"], event["polls"])
                 return self._complete(client, spec, status, context, end_time=end_time, restarts=restarts)
 
     def export_spec(self, context: Context) -> ExportSpec:
@@ -186,10 +184,12 @@ class FlexInsightsExportOperator(BaseOperator):
 
     # --- starting, reusing and replacing exports -------------------------------------------------
 
-    def _reuse_or_start(self, client: FlexInsightsClient, spec: ExportSpec, context: Context) -> ExportStatus:
-        """Reuse the export an earlier try of this task started, if still there; else start one.
+    def _reusable_export(
+        self, client: FlexInsightsClient, spec: ExportSpec, context: Context
+    ) -> ExportStatus | None:
+        """The export an earlier try of this task started, if it is still there.
 
-        The export is remembered in Airflow's task state store (Airflow 3.3+), so a retry after a
+        Exports are remembered in Airflow's task state store (Airflow 3.3+), so a retry after a
         worker crash or a broken download does not run the report again.
         """
         remembered = _task_state_store(context)
@@ -202,7 +202,7 @@ class FlexInsightsExportOperator(BaseOperator):
             else:
                 self.log.info("Reusing the export started by an earlier try: %s", status.export_uri)
                 return status
-        return self._start(client, spec, context)
+        return None
 
     def _start(self, client: FlexInsightsClient, spec: ExportSpec, context: Context) -> ExportStatus:
         export_uri = client.start_export(spec.workspace_id, spec.report_id, spec.date_from, spec.date_to)
@@ -212,14 +212,12 @@ class FlexInsightsExportOperator(BaseOperator):
             remembered.set(_EXPORT_STATE_KEY, {"export_uri": export_uri, "spec": spec.identity()})
         return client.check_export(export_uri)
 
-    def _restart(
-        self, client: FlexInsightsClient, spec: ExportSpec, context: Context, why: str, restarts: int
-    ) -> ExportStatus:
-        """Replace an expired export with a new one with the same parameters, once per try."""
+    def _count_replacement(self, why: str, restarts: int) -> int:
+        """Allow one replacement of an expired export per try; say so in the log."""
         if restarts >= _MAX_EXPORT_RESTARTS:
             raise FlexInsightsExportGoneError(f"{why} It was already replaced once in this try; giving up.")
         self.log.warning("%s Starting a new export with the same parameters.", why)
-        return self._start(client, spec, context)
+        return restarts + 1
 
     # --- waiting and downloading ---------------------------------------------------------------
 
@@ -227,15 +225,20 @@ class FlexInsightsExportOperator(BaseOperator):
         self,
         client: FlexInsightsClient,
         spec: ExportSpec,
-        status: ExportStatus,
+        status: ExportStatus | None,
         context: Context,
         *,
         end_time: float,
         restarts: int = 0,
     ) -> dict[str, Any]:
-        """Wait for the export (deferring if allowed), then write the CSV or the empty outcome."""
+        """Start the export if ``status`` is None, wait for it (deferring if allowed), then write
+        the CSV or the empty outcome. An export that expires meanwhile is replaced once."""
         while True:
             try:
+                if status is None:
+                    status = self._start(client, spec, context)
+                if status.state is ExportState.READY and status.reply is None:  # ready per the trigger
+                    status = client.check_export(status.export_uri, polls=status.polls)
                 if status.state is ExportState.PENDING:
                     if self.deferrable:
                         self._defer(spec, status, end_time, restarts)
@@ -246,8 +249,8 @@ class FlexInsightsExportOperator(BaseOperator):
                     self._check_empty_allowed(spec)
                 return self._result(spec, status, self._download(client, spec, status))
             except FlexInsightsExportGoneError as gone:
-                status = self._restart(client, spec, context, str(gone), restarts)
-                restarts += 1
+                restarts = self._count_replacement(str(gone), restarts)
+                status = None
 
     def _download(self, client: FlexInsightsClient, spec: ExportSpec, status: ExportStatus) -> WrittenFile:
         """Stream the CSV to the destination; a broken stream is fetched again from the start."""
