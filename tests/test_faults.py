@@ -159,7 +159,7 @@ CASES = [
 
 @pytest.fixture
 def case(request: pytest.FixtureRequest) -> Case:
-    chosen: Case = request.param
+    chosen: Case = getattr(request, "param", Case("no fault"))
     return chosen
 
 
@@ -231,3 +231,55 @@ def rendered_fields(dag_id: str) -> list[str]:
     with create_session() as session:
         rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_id).all()
         return [str(row.rendered_fields) for row in rows]
+
+
+@pytest.mark.parametrize(
+    "emulator_config",
+    [EmulatorConfig(pending_polls=1, faults=[Fault("export", "reset", after_bytes=MID_BODY, count=3)])],
+)
+def test_a_task_retry_reuses_the_export_instead_of_running_the_report_again(
+    run_export: Callable[..., DagRunResult], flex_connection: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    destination = tmp_path / "queue.csv"
+
+    run = run_export(
+        report_id=QUEUE_REPORT,
+        date_from=DATES[0],
+        date_to=DATES[1],
+        destination=str(destination),
+        deferrable=False,
+        poll_interval=0.05,
+        retries=1,
+        retry_delay=0,  # the first try's three downloads all break; the retry's succeeds
+    )
+
+    assert run.task_state == "success"
+    assert destination.read_bytes() == EXPECTED
+    assert calls_of(emulator, "execute") == [201]  # one export for both tries
+    assert calls_of(emulator, "login") == [200, 200]  # two tries, two sessions
+    assert emulator.live_sessions == 0
+
+
+def test_concurrent_requests_of_one_session_share_one_token_renewal(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    import asyncio
+
+    from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsAsyncHook, FlexInsightsHook
+
+    with FlexInsightsHook().session() as client:
+        uris = [client.start_export(DEMO_WORKSPACE, QUEUE_REPORT, *DATES) for _ in range(10)]
+    emulator.clear_requests()
+
+    async def poll_all_twice() -> None:
+        async with FlexInsightsAsyncHook().session() as async_client:
+            await asyncio.gather(*(async_client.check_export(uri) for uri in uris))
+            emulator.expire_temporary_tokens()
+            await asyncio.gather(*(async_client.check_export(uri) for uri in uris))
+
+    asyncio.run(poll_all_twice())
+
+    assert calls_of(emulator, "login") == [200]  # ten concurrent first requests, one login
+    assert calls_of(emulator, "token") == [200, 200]  # one TT, then one renewal for ten 401s
+    assert calls_of(emulator, "export").count(401) == 10
+    assert emulator.live_sessions == 0

@@ -332,3 +332,36 @@ def test_an_export_pending_for_40_seconds_is_waited_out_by_the_trigger_in_few_po
     ready_at = gets[0].at + 40
     detected = next(r.at for r in gets if r.status == 200)
     assert ready_at <= detected <= ready_at + 16.5  # found within one capped poll interval
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("host", "http://flex.example.com", "uses plain http:// to flex.example.com"),
+        ("password", "", "has no password"),
+        ("login", "", "has no login"),
+        ("extra", {"workspace_id": "too-short"}, "extra workspace_id must be the 32 lowercase letters"),
+    ],
+    ids=["http-to-remote-host", "no-password", "no-login", "bad-default-workspace"],
+)
+def test_bad_connection_fails_the_task_before_any_request(
+    run_export: Run,
+    emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    field: str,
+    value: object,
+    message: str,
+) -> None:
+    import json
+
+    document = json.loads(connection_json(emulator.url))
+    document[field] = value
+    monkeypatch.setenv(CONN_ENV, json.dumps(document))
+
+    run = run_export(**VALID, destination=str(tmp_path / "out.csv"), retries=3)
+
+    assert run.task_state == "failed"
+    assert message in capfd.readouterr().out
+    assert emulator.requests == []
