@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT, Emulator, render_report
 
-from conftest import REPO_ROOT, run_dag_file
+from tests.conftest import REPO_ROOT, run_dag_file
 
 EXAMPLES = sorted((REPO_ROOT / "example_dags").glob("*.py"))
 

@@ -27,7 +27,7 @@ from airflow_provider_flexinsights.emulator import (
     render_report,
 )
 
-from conftest import CONN_ENV, DagRunResult, connection_json, secrets_in
+from tests.conftest import CONN_ENV, DagRunResult, connection_json, secrets_in
 
 DATES = ("2024-03-01", "2024-03-03")  # three days: about 120 kB, several chunks
 EXPECTED = render_report(DEMO_WORKSPACE, QUEUE_REPORT, *DATES)

@@ -27,7 +27,7 @@ from airflow_provider_flexinsights.exceptions import (
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.protocol import ExportState
 
-from conftest import CONN_ENV, connection_json, secrets_in
+from tests.conftest import CONN_ENV, connection_json, secrets_in
 
 FAST = PollSchedule(first=0.01, cap=0.05)
 

@@ -20,7 +20,7 @@ from airflow_provider_flexinsights.emulator import (
     render_report,
 )
 
-from conftest import CONN_ENV, DagRunResult, connection_json, secrets_in
+from tests.conftest import CONN_ENV, DagRunResult, connection_json, secrets_in
 
 Run = Callable[..., DagRunResult]
 FAST_POLLS = {"poll_interval": 0.05, "max_poll_interval": 0.2}

@@ -21,7 +21,7 @@ from airflow_provider_flexinsights.emulator import (
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.triggers.flex_insights import FlexInsightsExportTrigger
 
-from conftest import secrets_in
+from tests.conftest import secrets_in
 
 
 def start_export(report_id: str = QUEUE_REPORT) -> str:

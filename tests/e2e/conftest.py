@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deployment import AirflowDeployment
 
 from airflow_provider_flexinsights.emulator import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE, Emulator
+
+from tests.e2e.deployment import AirflowDeployment
 
 HERE = Path(__file__).resolve().parent
 DAG_FILES = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from deployment import AirflowDeployment, wait_until
-
 from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT, Emulator, render_report
+
+from tests.e2e.deployment import AirflowDeployment, wait_until
 
 
 def test_pending_export_defers_and_holds_no_worker(

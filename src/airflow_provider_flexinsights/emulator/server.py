@@ -33,6 +33,8 @@ DEMO_PASSWORD = "flex-emulator-password"
 DEMO_WORKSPACE = "flexinsightsdemoworkspace0000001"
 QUEUE_REPORT = "3035643"
 EMPTY_REPORT = "3035644"
+AGENT_REPORT = "3035645"
+CHANNEL_REPORT = "3035646"
 DATE_IDENTIFIER = "date.date.mmddyyyy"
 DEFAULT_DATE_RANGE = ("2024-01-01", "2024-01-07")  # what an export without a date filter covers
 
@@ -50,6 +52,8 @@ def default_reports() -> dict[str, Report]:
     return {
         QUEUE_REPORT: Report("Queue performance, 15 minute intervals"),
         EMPTY_REPORT: Report("Queue performance, retired queues (no data)", kind="empty"),
+        AGENT_REPORT: Report("Queue performance by agent team"),
+        CHANNEL_REPORT: Report("Queue performance by channel"),
     }
 
 
