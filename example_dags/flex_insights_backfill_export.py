@@ -20,7 +20,7 @@ EXPORT_DIR = "{{ var.value.get('flex_insights_export_dir', '/tmp/flex_insights')
 
 with DAG(
     dag_id="flex_insights_backfill_export",
-    schedule=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,  # set True to catch up from start_date on deployment
     max_active_runs=4,

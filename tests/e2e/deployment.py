@@ -68,6 +68,10 @@ class AirflowDeployment:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            # a killed triggerer's triggers move to a live one after this many seconds
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "8",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT": connection,
@@ -152,6 +156,37 @@ class AirflowDeployment:
         ]
         self.cli(*args, "--conf", json.dumps(conf or {}))
         return run_id
+
+    def unpause_and_settle(self, dag_id: str, *, timeout: float = 180) -> None:
+        """Unpause a DAG and wait until the runs its schedule creates at once have finished."""
+        self.wait_for_dag(dag_id)
+        self.cli("dags", "unpause", dag_id)
+        time.sleep(3)  # let the scheduler create the latest scheduled run, if any
+        wait_until(
+            lambda: (
+                not self.query(
+                    "SELECT 1 FROM dag_run WHERE dag_id = ? AND state NOT IN ('success', 'failed')", dag_id
+                )
+            ),
+            timeout=timeout,
+            what=f"the scheduled runs of {dag_id} to finish",
+        )
+
+    def runs(self, dag_id: str) -> list[sqlite3.Row]:
+        return self.query(
+            "SELECT run_id, run_type, state, logical_date FROM dag_run WHERE dag_id = ?", dag_id
+        )
+
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+        """Mark a task instance as a user would in the UI, through the REST API."""
+        import requests
+
+        url = f"http://127.0.0.1:{self.port}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        token = requests.get(f"http://127.0.0.1:{self.port}/auth/token", timeout=30).json()["access_token"]
+        answer = requests.patch(
+            url, json={"new_state": state}, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        answer.raise_for_status()
 
     def task_instances(self, dag_id: str, run_id: str) -> list[sqlite3.Row]:
         return self.query(

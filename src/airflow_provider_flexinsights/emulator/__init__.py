@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from airflow_provider_flexinsights.emulator.data import render_report
 from airflow_provider_flexinsights.emulator.server import (
+    AGENT_REPORT,
+    CHANNEL_REPORT,
     DEMO_EMAIL,
     DEMO_PASSWORD,
     DEMO_WORKSPACE,
@@ -18,6 +20,8 @@ from airflow_provider_flexinsights.emulator.server import (
 )
 
 __all__ = [
+    "AGENT_REPORT",
+    "CHANNEL_REPORT",
     "DEMO_EMAIL",
     "DEMO_PASSWORD",
     "DEMO_WORKSPACE",
