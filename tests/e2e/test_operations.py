@@ -98,6 +98,10 @@ def test_mapped_export_writes_one_file_per_report_with_bounded_logins(
     deployment: AirflowDeployment, emulator: Emulator
 ) -> None:
     dag_id = "flex_insights_mapped_export"
+    # An export ready within seconds of deferring can hit Airflow 3.3's stale-executor-event race
+    # (apache/airflow#72716): the resumed task is killed as "state changed externally" and retried
+    # 5 minutes later. Real exports take longer than that hand-off; so do these.
+    emulator.config.pending_polls, emulator.config.pending_seconds = 0, 10
     deployment.unpause_and_settle(dag_id)
     emulator.clear_requests()
 
