@@ -84,8 +84,11 @@ class AirflowDeployment:
 
     # --- processes ----------------------------------------------------------------------------
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["airflow", *args], env=self.env, capture_output=True, text=True, check=check)
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(["airflow", *args], env=self.env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise AssertionError(f"airflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        return done
 
     def start(self, component: str) -> None:
         log = (self.logs / f"{component}.log").open("ab")

@@ -55,6 +55,9 @@ def test_triggerer_killed_while_polling_resumes_the_same_export(
     assert len(polled) == 1  # before and after the restart: the one export URI
     resumed = [r for r in emulator.requests[polls_before_restart:] if r.endpoint == "export"]
     assert any(r.user_agent.endswith("(httpx)") for r in resumed)  # a new triggerer polled it
+    # The SIGKILLed trigger could not log out: its SST is the one left, until it expires.
+    assert emulator.live_sessions == 1
+    emulator.expire_sessions()
 
 
 def test_backfill_of_seven_days_writes_seven_files_with_their_own_dates(
@@ -126,7 +129,7 @@ def test_task_failed_while_deferred_leaves_no_file_and_no_live_session(
 ) -> None:
     emulator.config.pending_polls, emulator.config.pending_seconds = 0, 600
     conf = export_conf(tmp_path, "never.csv")
-    run_id = deployment.trigger("e2e_export", "2024-03-04", conf)
+    run_id = deployment.trigger("e2e_export", "2024-03-05", conf)
     wait_for_deferred_polling(deployment, emulator, run_id)
     assert emulator.live_sessions == 1  # the trigger's session, polling
 
