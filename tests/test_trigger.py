@@ -184,3 +184,26 @@ def test_tokens_minted_in_the_event_loop_are_masked(flex_connection: str, emulat
     assert len(trigger_secrets) == 2
     for secret in trigger_secrets:
         assert secret not in str(redact(f"a log line that leaks {secret}"))
+
+
+def test_triggers_on_one_event_loop_share_one_session_per_connection(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    uris = [start_export() for _ in range(20)]
+    emulator.clear_requests()
+    triggers = [make_trigger(uri) for uri in uris]
+
+    async def run_together() -> list[dict[str, Any]]:
+        async def first_event(trigger: FlexInsightsExportTrigger) -> dict[str, Any]:
+            (payload,) = [event.payload async for event in trigger.run()]
+            return payload
+
+        return await asyncio.gather(*(first_event(t) for t in triggers))
+
+    events = asyncio.run(run_together())
+
+    assert [e["status"] for e in events] == ["ready"] * 20
+    assert [e for e, _ in emulator.calls()].count("login") == 1  # twenty triggers, one login
+    assert [e for e, _ in emulator.calls()].count("token") == 1
+    assert emulator.calls()[-1] == ("logout", 204)  # by the last trigger to finish
+    assert emulator.live_sessions == 0

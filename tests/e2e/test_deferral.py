@@ -23,6 +23,9 @@ def test_pending_export_defers_and_holds_no_worker(
         timeout=120,
         what="the export task to be deferred",
     )
+    # Airflow's supervisor takes a few seconds to wind down after a task defers (seen with its own
+    # DateTimeSensorAsync too); after that, nothing may hold the task until the trigger fires.
+    wait_until(lambda: not deployment.processes_for(ti["id"]), timeout=20, what="the worker to let go")
     deferred_samples = 0
     while deployment.task_instances("e2e_export", run_id)[0]["state"] == "deferred":
         assert deployment.processes_for(ti["id"]) == [], "a process still works on the deferred task"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow_provider_flexinsights.emulator.data import render_report
 from airflow_provider_flexinsights.emulator.server import (
     AGENT_REPORT,
+    BULK_REPORT,
     CHANNEL_REPORT,
     DEMO_EMAIL,
     DEMO_PASSWORD,
@@ -21,6 +22,7 @@ from airflow_provider_flexinsights.emulator.server import (
 
 __all__ = [
     "AGENT_REPORT",
+    "BULK_REPORT",
     "CHANNEL_REPORT",
     "DEMO_EMAIL",
     "DEMO_PASSWORD",

@@ -9,6 +9,7 @@ import signal
 import sys
 
 from airflow_provider_flexinsights.emulator.server import (
+    BULK_REPORT,
     DEMO_EMAIL,
     DEMO_PASSWORD,
     DEMO_WORKSPACE,
@@ -16,6 +17,7 @@ from airflow_provider_flexinsights.emulator.server import (
     QUEUE_REPORT,
     Emulator,
     EmulatorConfig,
+    Report,
 )
 
 
@@ -28,11 +30,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pending-polls", type=int, default=2, help="202 answers before an export is ready")
     parser.add_argument("--pending-seconds", type=float, default=0.0, help="minimum seconds before ready")
     parser.add_argument("--tt-ttl", type=float, default=600.0, help="temporary token lifetime in seconds")
+    parser.add_argument(
+        "--pending-range", type=float, nargs=2, metavar=("MIN", "MAX"), help="per-export random wait, seconds"
+    )
+    parser.add_argument(
+        "--bulk-report-mb", type=int, default=0, help=f"serve report {BULK_REPORT} with at least this many MB"
+    )
     args = parser.parse_args(argv)
 
     config = EmulatorConfig(
-        pending_polls=args.pending_polls, pending_seconds=args.pending_seconds, tt_ttl=args.tt_ttl
+        pending_polls=args.pending_polls,
+        pending_seconds=args.pending_seconds,
+        pending_seconds_range=tuple(args.pending_range) if args.pending_range else None,
+        tt_ttl=args.tt_ttl,
     )
+    if args.bulk_report_mb:
+        bulk = Report("Bulk queue report (benchmarks)", kind="bulk", size_bytes=args.bulk_report_mb << 20)
+        config.workspaces[DEMO_WORKSPACE].reports[BULK_REPORT] = bulk
     emulator = Emulator(config, host=args.host, port=args.port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # One JSON line on stdout tells scripts where to connect (the port may have been chosen for us).
@@ -41,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         "login": DEMO_EMAIL,
         "password": DEMO_PASSWORD,
         "workspace_id": DEMO_WORKSPACE,
-        "reports": {"queue": QUEUE_REPORT, "empty": EMPTY_REPORT},
+        "reports": {"queue": QUEUE_REPORT, "empty": EMPTY_REPORT, "bulk": BULK_REPORT},
     }
     print(json.dumps(ready), flush=True)
     with contextlib.suppress(KeyboardInterrupt, SystemExit):

@@ -89,6 +89,22 @@ def iter_report(workspace_id: str, report_id: str, date_from: dt.date, date_to: 
         yield day_rows(workspace_id, report_id, day)
 
 
+BULK_BLOCK_DAYS = 25  # about 1 MB of rows
+
+
+def iter_bulk_report(
+    workspace_id: str, report_id: str, first_day: dt.date, size_bytes: int
+) -> Iterator[bytes]:
+    """A report of at least ``size_bytes`` for benchmarks: the header, then one prepared block of
+    real rows (about 1 MB) repeated, so the emulator serves it at memory speed."""
+    block = b"".join(
+        day_rows(workspace_id, report_id, first_day + dt.timedelta(days=n)) for n in range(BULK_BLOCK_DAYS)
+    )
+    yield header()
+    for _ in range(max(1, -(-size_bytes // len(block)))):
+        yield block
+
+
 def render_report(workspace_id: str, report_id: str, date_from: str, date_to: str) -> bytes:
     """The whole CSV the emulator serves for this export (what tests compare downloads against)."""
     start, end = dt.date.fromisoformat(date_from), dt.date.fromisoformat(date_to)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import random
 import re
 import secrets
 import socket
@@ -35,6 +36,7 @@ QUEUE_REPORT = "3035643"
 EMPTY_REPORT = "3035644"
 AGENT_REPORT = "3035645"
 CHANNEL_REPORT = "3035646"
+BULK_REPORT = "9000001"  # served only when the emulator is given a bulk size (benchmarks)
 DATE_IDENTIFIER = "date.date.mmddyyyy"
 DEFAULT_DATE_RANGE = ("2024-01-01", "2024-01-07")  # what an export without a date filter covers
 
@@ -45,7 +47,8 @@ TT_CHALLENGE = 'GoodData realm="GoodData API", cookie=GDCAuthTT'
 @dataclass
 class Report:
     title: str
-    kind: Literal["queue", "empty"] = "queue"
+    kind: Literal["queue", "empty", "bulk"] = "queue"
+    size_bytes: int = 0  # bulk reports: at least this many bytes, whatever the dates
 
 
 def default_reports() -> dict[str, Report]:
@@ -108,6 +111,8 @@ class EmulatorConfig:
     workspaces: dict[str, Workspace] = field(default_factory=lambda: {DEMO_WORKSPACE: Workspace()})
     pending_polls: int = 2  # answers 202 this many times before the CSV is ready...
     pending_seconds: float = 0.0  # ...and for at least this long after the export started
+    # when set, each export's wait is drawn from this range instead (seeded by the export id)
+    pending_seconds_range: tuple[float, float] | None = None
     tt_ttl: float = 600.0
     tt_max_uses: int | None = None  # a TT stops working after this many requests (None: no limit)
     sst_ttl: float = 14 * 24 * 3600.0
@@ -135,6 +140,7 @@ class _Export:
     date_to: str
     query: str
     created: float
+    ready_after: float  # seconds after creation before the result is ready
     polls: int = 0
 
 
@@ -275,6 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("export", "GET", r"/gdc/projects/(?P<ws>[^/]+)/execute/raw/(?P<id>[^/]+)", self._export_result),
             ("control", "GET", r"/_emulator/requests", self._control_requests),
             ("control", "GET", r"/_emulator/state", self._control_state),
+            ("control", "GET", r"/_emulator/exports", self._control_exports),
         ]
         for endpoint, method, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -450,9 +457,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reject(404, "Object %s not found", str(request["report"]))
         date_from, date_to = self._date_range(workspace_id, workspace, request.get("context", {}))
         export_id, query = secrets.token_hex(8), f"q={secrets.token_hex(6)}&c={secrets.token_hex(10)}"
+        config = self.state.config
+        ready_after = config.pending_seconds
+        if config.pending_seconds_range is not None:
+            ready_after = random.Random(export_id).uniform(*config.pending_seconds_range)
         with self.state.lock:
             self.state.exports[export_id] = _Export(
-                workspace_id, report_id, date_from, date_to, query, time.time()
+                workspace_id, report_id, date_from, date_to, query, time.time(), ready_after
             )
         uri = f"/gdc/projects/{workspace_id}/execute/raw/{export_id}?{query}"
         self._send_json(201, {"uri": uri}, {"Location": uri})
@@ -504,9 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Reject(400, "Export URI query string missing or altered (expected the URI as given)")
             export.polls += 1
             config = self.state.config
-            ready = (
-                export.polls > config.pending_polls and time.time() - export.created >= config.pending_seconds
-            )
+            ready = export.polls > config.pending_polls and time.time() - export.created >= export.ready_after
         uri = f"{url.path}?{url.query}"
         if not ready:
             self._send_json(202, {"uri": uri})
@@ -524,9 +533,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         start, end = dt.date.fromisoformat(export.date_from), dt.date.fromisoformat(export.date_to)
+        if report.kind == "bulk":
+            blocks = data.iter_bulk_report(export.workspace_id, export.report_id, start, report.size_bytes)
+        else:
+            blocks = data.iter_report(export.workspace_id, export.report_id, start, end)
         fault = self._take_fault(BODY_FAULTS)
         budget = fault.after_bytes if fault else None
-        for block in data.iter_report(export.workspace_id, export.report_id, start, end):
+        for block in blocks:
             if budget is not None and len(block) >= budget:
                 self._cut(fault, b"%x\r\n%s" % (len(block), block[:budget]))
             if budget is not None:
@@ -550,6 +563,17 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             records = [asdict(r) for r in self.state.requests]
         self._send_json(200, records)
+
+    def _control_exports(self, url: Any, raw: bytes) -> None:
+        with self.state.lock:
+            document = {
+                f"/gdc/projects/{e.workspace_id}/execute/raw/{export_id}?{e.query}": {
+                    "ready_at": e.created + e.ready_after,
+                    "polls": e.polls,
+                }
+                for export_id, e in self.state.exports.items()
+            }
+        self._send_json(200, document)
 
     def _control_state(self, url: Any, raw: bytes) -> None:
         with self.state.lock:

@@ -7,8 +7,11 @@ the same flows (:mod:`..api`), so they behave alike down to the retry schedule.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -193,11 +196,59 @@ class AsyncFlexInsightsClient:
             await self._transport.close()
 
 
+@dataclass
+class _SharedSession:
+    client: AsyncFlexInsightsClient
+    users: int = 0
+
+
+class _SharedSessions:
+    """One logged-in client per connection on one event loop, kept while anyone uses it.
+
+    A triggerer runs every trigger on one loop: sharing the session means one login, one TT and
+    two masked secrets per connection instead of per trigger, and a single token renewal for all
+    (the session's renewal is single-flight). The lock makes the connection lookup single-flight.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, _SharedSession] = {}
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, conn_id: str, hook: FlexInsightsAsyncHook) -> _SharedSession:
+        async with self._lock:
+            shared = self._sessions.get(conn_id)
+            if shared is None:
+                shared = self._sessions[conn_id] = _SharedSession(
+                    AsyncFlexInsightsClient(await hook.get_settings())
+                )
+            shared.users += 1
+            return shared
+
+    async def release(self, conn_id: str, shared: _SharedSession) -> None:
+        shared.users -= 1
+        if shared.users == 0 and self._sessions.get(conn_id) is shared:
+            del self._sessions[conn_id]
+            await shared.client.close()  # the last user logs out
+
+    @staticmethod
+    def of_running_loop() -> _SharedSessions:
+        loop = asyncio.get_running_loop()
+        if loop not in _SHARED_SESSIONS:
+            _SHARED_SESSIONS[loop] = _SharedSessions()
+        return _SHARED_SESSIONS[loop]
+
+
+_SHARED_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedSessions] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class FlexInsightsAsyncHook(BaseHook):
     """The async counterpart of :class:`FlexInsightsHook`, for triggers.
 
-    It reads the connection with Airflow's async connection API: a sync lookup inside the
-    triggerer's event loop deadlocks.
+    It reads the connection with Airflow's async connection API (a sync lookup inside the
+    triggerer's event loop deadlocks), and shares one session per connection among all its users
+    on the event loop, logging out when the last one is done.
     """
 
     conn_name_attr = "flex_insights_conn_id"
@@ -217,8 +268,10 @@ class FlexInsightsAsyncHook(BaseHook):
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncFlexInsightsClient]:
-        client = AsyncFlexInsightsClient(await self.get_settings())
+        """The event loop's shared session for this connection; logged out after its last user."""
+        sessions = _SharedSessions.of_running_loop()
+        shared = await sessions.acquire(self.flex_insights_conn_id, self)
         try:
-            yield client
+            yield shared.client
         finally:
-            await client.close()
+            await sessions.release(self.flex_insights_conn_id, shared)
