@@ -21,6 +21,11 @@ from airflow_provider_flexinsights.session import Flow, Session, Sleep
 _IDENTIFIER_CACHE: dict[tuple[str, str, str], str] = {}
 
 
+def clear_identifier_cache() -> None:
+    """Forget resolved identifiers (a workspace rebuilt under the same id, or test isolation)."""
+    _IDENTIFIER_CACHE.clear()
+
+
 @dataclass
 class ExportStatus:
     """Where an export stands; ``reply`` holds the open CSV stream when READY was fetched to stream."""
