@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-.venv/bin/ruff check src tests example_dags scripts
-.venv/bin/ruff format --check src tests example_dags scripts
+.venv/bin/ruff check src tests example_dags scripts benchmarks
+.venv/bin/ruff format --check src tests example_dags scripts benchmarks
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

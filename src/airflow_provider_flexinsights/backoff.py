@@ -36,7 +36,8 @@ class RetryPolicy:
 class PollSchedule:
     """Exponential backoff between polls: first after ``first`` seconds, doubling up to ``cap``.
 
-    A +/-10% jitter keeps many exports started together from polling in lockstep.
+    Each wait is shortened by up to ``jitter`` (10%), so exports started together do not poll in
+    lockstep, and a ready export is noticed within ``cap`` seconds.
     """
 
     first: float = 1.0
@@ -47,5 +48,5 @@ class PollSchedule:
     def delays(self) -> Iterator[float]:
         delay = self.first
         while True:
-            yield min(self.cap, delay) * random.uniform(1 - self.jitter, 1 + self.jitter)
+            yield min(self.cap, delay) * random.uniform(1 - self.jitter, 1)
             delay *= self.factor

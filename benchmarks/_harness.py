@@ -1,0 +1,121 @@
+"""What every benchmark needs: the emulator in its own process, a client, the emulator's log.
+
+The emulator runs in a separate process so that its CPU time and memory never count as the
+provider's, and so that it is measured the same way as `curl` or any other client would see it.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from airflow_provider_flexinsights.emulator import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE
+from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient
+from airflow_provider_flexinsights.validation import ConnectionSettings, connection_settings
+
+
+@dataclass
+class RunningEmulator:
+    url: str
+    process: subprocess.Popen[str]
+
+    def requests_log(self) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = requests.get(f"{self.url}/_emulator/requests", timeout=30).json()
+        return records
+
+    def exports(self) -> dict[str, dict[str, float]]:
+        document: dict[str, dict[str, float]] = requests.get(
+            f"{self.url}/_emulator/exports", timeout=30
+        ).json()
+        return document
+
+    def settings(self) -> ConnectionSettings:
+        return connection_settings(
+            "benchmark", host=self.url, port=None, login=DEMO_EMAIL, password=DEMO_PASSWORD, extra={}
+        )
+
+    def client(self) -> FlexInsightsClient:
+        return FlexInsightsClient(self.settings())
+
+    def connection_json(self) -> str:
+        document = {
+            "conn_type": "flex_insights",
+            "host": self.url,
+            "login": DEMO_EMAIL,
+            "password": DEMO_PASSWORD,
+            "extra": {"workspace_id": DEMO_WORKSPACE},
+        }
+        return json.dumps(document)
+
+    def temporary_token(self) -> str:
+        """A TT minted by hand, for reference clients such as curl."""
+        login = {
+            "postUserLogin": {
+                "login": DEMO_EMAIL,
+                "password": DEMO_PASSWORD,
+                "remember": 0,
+                "verify_level": 2,
+            }
+        }
+        sst = requests.post(f"{self.url}/gdc/account/login", json=login, timeout=30).json()["userLogin"][
+            "token"
+        ]
+        answer = requests.get(f"{self.url}/gdc/account/token", headers={"X-GDC-AuthSST": sst}, timeout=30)
+        token: str = answer.json()["userToken"]["token"]
+        return token
+
+
+@contextmanager
+def emulator(*args: str) -> Iterator[RunningEmulator]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_flexinsights.emulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        yield RunningEmulator(ready["url"], process)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def verdict(checks: dict[str, bool], *, smoke: bool) -> int:
+    """Print one PASS/FAIL line; fail the process only on a full-size run."""
+    failed = [name for name, ok in checks.items() if not ok]
+    if smoke:
+        print(
+            "SMOKE (sizes scaled down; targets not judged):", "ok" if not failed else f"would fail {failed}"
+        )
+        return 0
+    print("PASS" if not failed else f"FAIL: {', '.join(failed)}")
+    return 1 if failed else 0

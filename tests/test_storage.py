@@ -1,0 +1,54 @@
+"""Atomic streaming writes: whole or nothing, for local paths and file:// URIs."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_flexinsights.storage import _BackgroundWriter, write_atomically
+
+
+def chunks(count: int, *, fail_after: int | None = None) -> Iterator[bytes]:
+    for n in range(count):
+        if fail_after is not None and n == fail_after:
+            raise ConnectionResetError("stream broke")
+        yield bytes([n % 256]) * 100_000
+
+
+@pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file-uri"])
+def test_writes_whole_file_with_size_and_sha256(tmp_path: Path, as_uri: bool) -> None:
+    target = tmp_path / "deep" / "er" / "out.csv"
+    expected = b"".join(chunks(50))
+
+    written = write_atomically(target.as_uri() if as_uri else str(target), chunks(50))
+
+    assert target.read_bytes() == expected
+    assert (written.path, written.bytes, written.sha256) == (
+        str(target),
+        len(expected),
+        hashlib.sha256(expected).hexdigest(),
+    )
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.csv"]
+
+
+def test_a_broken_stream_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    target.write_bytes(b"previous export")
+
+    with pytest.raises(ConnectionResetError):
+        write_atomically(str(target), chunks(50, fail_after=30))
+
+    assert target.read_bytes() == b"previous export"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_a_failing_write_reaches_the_caller(tmp_path: Path) -> None:
+    out = (tmp_path / "closed.bin").open("wb")
+    out.close()  # every write now raises ValueError, in the writer thread
+
+    with pytest.raises(ValueError, match="closed file"), _BackgroundWriter(out) as writer:
+        for chunk in chunks(100):
+            writer.put(chunk)
