@@ -100,9 +100,7 @@ def main() -> int:
     checks = {"rss_growth<=50MB": growth <= 50}
     if theirs:
         curl_rate = size / min(theirs)
-        print(
-            f"curl -s -o FILE:        {curl_rate:8.1f} MiB/s (best of {len(theirs)}; the reference)"
-        )
+        print(f"curl -s -o FILE:        {curl_rate:8.1f} MiB/s (best of {len(theirs)}; the reference)")
         print(f"ratio provider/curl:    {ours_rate / curl_rate:8.2f}  (target >= 0.90)")
         print(f"same bytes as curl:     {same_bytes}")
         checks["throughput>=0.9x_curl"] = ours_rate / curl_rate >= 0.9

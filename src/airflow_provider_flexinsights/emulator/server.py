@@ -11,6 +11,7 @@ to prove none of them leaked.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -193,6 +194,10 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):  # clients may hang up anytime
+            super().handle()
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read self.state.requests
         pass
