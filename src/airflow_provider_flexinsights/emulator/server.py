@@ -586,6 +586,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, document)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # many clients connecting at once (benchmarks) must not be refused
+    daemon_threads = True
+
+
 class Emulator:
     """The emulator as an object: start it on a free loopback port, inspect it, stop it.
 
@@ -595,8 +600,7 @@ class Emulator:
     def __init__(self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = EmulatorState(config or EmulatorConfig())
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), handler)
         self._thread: threading.Thread | None = None
 
     @property
