@@ -1,0 +1,40 @@
+"""Every benchmark runs in CI at a small size: the scripts keep working and their functional
+figures hold (bytes, request counts, events, logins); timings are printed, never judged here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+EXPECTED_LINES = {
+    "download_throughput": ["provider download path:", "peak RSS growth:"],
+    "poll_economy": ["provider trigger", "tight loop (tutorial)"],
+    "request_count": [
+        "export 1: 6 requests: login:200, token:200, identifiers:200, execute:201, export:200, logout:204",
+        "export 2: 5 requests: login:200, token:200, execute:201, export:200, logout:204",
+    ],
+    "triggerer_scale": ["events delivered:   20 of 20", "logins:             1 "],
+    "import_cost": ["added by the operator:"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_LINES))
+def test_benchmark_runs_at_smoke_size(name: str) -> None:
+    done = subprocess.run(
+        [sys.executable, f"{name}.py", "--smoke"],
+        cwd=REPO_ROOT / "benchmarks",
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for line in EXPECTED_LINES[name]:
+        assert line in done.stdout
+    if name == "download_throughput" and "curl not found" not in done.stdout:
+        assert "same bytes as curl:     True" in done.stdout
