@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import RunningEmulator, emulator, peak_rss_mb, verdict
+from _harness import RunningEmulator, emulator, median, peak_rss_mb, verdict
 
 from airflow_provider_flexinsights.emulator import BULK_REPORT, DEMO_WORKSPACE, QUEUE_REPORT
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient
@@ -96,19 +96,20 @@ def main() -> int:
                 same_bytes = hashlib.file_digest(curl_file, "sha256").hexdigest() == written.sha256
 
     size = written.bytes / 2**20
-    ours_rate = size / min(ours)
     growth = peak_rss_mb() - baseline_rss
     print(f"machine: {sys.platform}, python {sys.version.split()[0]}; export of {size:,.0f} MiB")
-    print(
-        f"provider download path: {ours_rate:8.1f} MiB/s (best of {len(ours)}; hashing, writing in a thread)"
-    )
+    ours_best, ours_median = size / min(ours), size / median(ours)
+    print(f"provider download path: {ours_best:8.1f} MiB/s best, {ours_median:8.1f} median of {len(ours)}")
     checks = {"rss_growth<=50MB": growth <= 50}
     if theirs:
-        curl_rate = size / min(theirs)
-        print(f"curl -s -o FILE:        {curl_rate:8.1f} MiB/s (best of {len(theirs)}; the reference)")
-        print(f"ratio provider/curl:    {ours_rate / curl_rate:8.2f}  (target >= 0.90)")
+        curl_best, curl_median = size / min(theirs), size / median(theirs)
+        print(
+            f"curl -s -o FILE:        {curl_best:8.1f} MiB/s best, {curl_median:8.1f} median (the reference)"
+        )
+        ratio, median_ratio = ours_best / curl_best, ours_median / curl_median
+        print(f"ratio provider/curl:    {ratio:8.2f} best, {median_ratio:8.2f} median (target >= 0.90)")
         print(f"same bytes as curl:     {same_bytes}")
-        checks["throughput>=0.9x_curl"] = ours_rate / curl_rate >= 0.9
+        checks["throughput>=0.9x_curl"] = ratio >= 0.9
         checks["same_bytes_as_curl"] = same_bytes
     else:
         print("curl not found: reference skipped")
