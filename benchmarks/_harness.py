@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from airflow_provider_flexinsights.emulator import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE
+from airflow_provider_flexinsights.emulator import DEMO_EMAIL, DEMO_PASSWORD, airflow_connection
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient
 from airflow_provider_flexinsights.validation import ConnectionSettings, connection_settings
 
@@ -47,14 +47,7 @@ class RunningEmulator:
         return FlexInsightsClient(self.settings())
 
     def connection_json(self) -> str:
-        document = {
-            "conn_type": "flex_insights",
-            "host": self.url,
-            "login": DEMO_EMAIL,
-            "password": DEMO_PASSWORD,
-            "extra": {"workspace_id": DEMO_WORKSPACE},
-        }
-        return json.dumps(document)
+        return airflow_connection(self.url)
 
     def temporary_token(self) -> str:
         """A TT minted by hand, for reference clients such as curl."""

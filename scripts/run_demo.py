@@ -10,19 +10,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from airflow_provider_flexinsights.emulator import (
-    DEMO_EMAIL,
-    DEMO_PASSWORD,
-    DEMO_WORKSPACE,
-    Emulator,
-    EmulatorConfig,
-)
+from airflow_provider_flexinsights.emulator import Emulator, EmulatorConfig, airflow_connection
 
 ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "flex_insights_daily_export"
@@ -47,14 +40,7 @@ def main() -> int:
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
 
     with Emulator(EmulatorConfig(pending_polls=3)) as emulator:
-        connection = {
-            "conn_type": "flex_insights",
-            "host": emulator.url,
-            "login": DEMO_EMAIL,
-            "password": DEMO_PASSWORD,
-            "extra": {"workspace_id": DEMO_WORKSPACE},
-        }
-        env["AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT"] = json.dumps(connection)
+        env["AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT"] = airflow_connection(emulator.url)
         print(f"Emulator on {emulator.url}; running: airflow dags test {DAG_ID} {args.date}", flush=True)
         command = [airflow, "dags", "test", DAG_ID, args.date]
         run = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

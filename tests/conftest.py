@@ -6,7 +6,6 @@ test module imports Airflow.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -32,11 +31,10 @@ os.environ.update(
 (_AIRFLOW_HOME / "dags").mkdir()
 
 from airflow_provider_flexinsights.emulator import (  # noqa: E402
-    DEMO_EMAIL,
     DEMO_PASSWORD,
-    DEMO_WORKSPACE,
     Emulator,
     EmulatorConfig,
+    airflow_connection,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -76,15 +74,7 @@ def emulator(emulator_config: EmulatorConfig) -> Iterator[Emulator]:
 
 
 def connection_json(url: str, *, password: str = DEMO_PASSWORD, **extra: Any) -> str:
-    extra = {"workspace_id": DEMO_WORKSPACE, **extra}
-    document = {
-        "conn_type": "flex_insights",
-        "host": url,
-        "login": DEMO_EMAIL,
-        "password": password,
-        "extra": extra,
-    }
-    return json.dumps(document)
+    return airflow_connection(url, password=password, **extra)
 
 
 @pytest.fixture

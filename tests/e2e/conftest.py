@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from airflow_provider_flexinsights.emulator import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE, Emulator
+from airflow_provider_flexinsights.emulator import Emulator, airflow_connection
 
 from tests.e2e.deployment import AirflowDeployment
 
@@ -40,17 +39,10 @@ def deployment(
     shared_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowDeployment]:
     home = tmp_path_factory.mktemp("airflow-e2e")
-    connection = {
-        "conn_type": "flex_insights",
-        "host": shared_emulator.url,
-        "login": DEMO_EMAIL,
-        "password": DEMO_PASSWORD,
-        "extra": {"workspace_id": DEMO_WORKSPACE},
-    }
     airflow = AirflowDeployment(
         home,
         DAG_FILES,
-        json.dumps(connection),
+        airflow_connection(shared_emulator.url),
         {"AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR": str(home / "exports")},
     )
     try:

@@ -18,6 +18,7 @@ from airflow_provider_flexinsights.emulator.server import (
     Report,
     RequestRecord,
     Workspace,
+    airflow_connection,
 )
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "Report",
     "RequestRecord",
     "Workspace",
+    "airflow_connection",
     "render_report",
 ]

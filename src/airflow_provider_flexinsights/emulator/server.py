@@ -120,6 +120,18 @@ class EmulatorConfig:
     faults: list[Fault] = field(default_factory=list)
 
 
+def airflow_connection(url: str, *, password: str = DEMO_PASSWORD, **extra: Any) -> str:
+    """The ``flex_insights`` connection for an emulator at ``url``, as ``AIRFLOW_CONN_...`` JSON."""
+    document = {
+        "conn_type": "flex_insights",
+        "host": url,
+        "login": DEMO_EMAIL,
+        "password": password,
+        "extra": {"workspace_id": DEMO_WORKSPACE, **extra},
+    }
+    return json.dumps(document)
+
+
 @dataclass
 class RequestRecord:
     """One request as the emulator saw it (never with a password or a token)."""
