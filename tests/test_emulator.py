@@ -165,3 +165,25 @@ def test_command_line_emulator_serves_on_the_port_it_announces() -> None:
     assert answer.status_code == 200 and state["live_sessions"] == 1
     assert [(r["endpoint"], r["status"]) for r in logged] == [("login", 200)]
     assert logged[0]["body"]["postUserLogin"]["password"] == "***"
+
+
+def test_a_tt_stops_working_after_its_allowed_uses(api: requests.Session, emulator: Emulator) -> None:
+    emulator.config.tt_max_uses = 2
+    identifiers = f"/gdc/md/{DEMO_WORKSPACE}/identifiers"
+
+    statuses = [post(api, emulator, identifiers, {"identifierToUri": []}).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 401]
+
+
+def test_faults_can_be_limited_to_one_workspace(api: requests.Session, emulator: Emulator) -> None:
+    from airflow_provider_flexinsights.emulator import Fault, Workspace
+
+    other = "otherworkspace000000000000000001"
+    emulator.config.workspaces[other] = Workspace()
+    emulator.config.faults.append(Fault("identifiers", status=503, count=99, workspace=other))
+
+    def resolve(workspace: str) -> int:
+        return post(api, emulator, f"/gdc/md/{workspace}/identifiers", {"identifierToUri": []}).status_code
+
+    assert (resolve(DEMO_WORKSPACE), resolve(other)) == (200, 503)
