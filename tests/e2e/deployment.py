@@ -59,6 +59,8 @@ class AirflowDeployment:
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # five processes share one SQLite file: wait for its lock (30 s) instead of failing at 5 s
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -85,10 +87,18 @@ class AirflowDeployment:
     # --- processes ----------------------------------------------------------------------------
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(["airflow", *args], env=self.env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise AssertionError(f"airflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-        return done
+        """Run an ``airflow`` command; SQLite's "database is locked" (a busy file, not an error of
+        the command) is tried again, twice at most."""
+        for attempt in (1, 2, 3):
+            done = subprocess.run(
+                ["airflow", *args], env=self.env, capture_output=True, text=True, check=False
+            )
+            if done.returncode == 0:
+                return done
+            if "database is locked" not in done.stderr or attempt == 3:
+                raise AssertionError(f"airflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+            time.sleep(2)
+        raise AssertionError("unreachable")
 
     def start(self, component: str) -> None:
         log = (self.logs / f"{component}.log").open("ab")
