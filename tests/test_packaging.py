@@ -43,3 +43,29 @@ def test_provider_info_names_classes_that_exist() -> None:
 
 def test_package_ships_py_typed() -> None:
     assert resources.files("airflow_provider_flexinsights").joinpath("py.typed").is_file()
+
+
+def test_airflow_reads_the_connection_form_from_the_provider_info() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    behaviour = manager.field_behaviours["flex_insights"]
+    widgets = manager.connection_form_widgets
+
+    assert behaviour["hidden_fields"] == ["schema", "port"]
+    assert behaviour["relabeling"] == {"login": "Email", "password": "Password", "host": "Base URL"}
+    workspace = widgets["extra__flex_insights__workspace_id"].field
+    assert workspace["schema"]["title"] == "Workspace ID"
+    assert workspace["schema"]["pattern"] == "^[a-z0-9]{32}$"
+    assert widgets["extra__flex_insights__allow_insecure_http"].field["value"] is False
+    assert manager.hooks["flex_insights"] is not None
+
+
+def test_the_hook_serves_the_same_form_to_older_airflow() -> None:
+    from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
+
+    assert FlexInsightsHook.get_ui_field_behaviour() == {
+        "hidden_fields": ["schema", "port"],
+        "relabeling": {"login": "Email", "password": "Password", "host": "Base URL"},
+        "placeholders": {"login": "analyst@example.com", "host": "https://analytics.ytica.com"},
+    }

@@ -21,7 +21,7 @@ from airflow_provider_flexinsights import validation
 from airflow_provider_flexinsights.api import ExportStatus, FlexInsightsApi
 from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
 from airflow_provider_flexinsights.exceptions import FlexInsightsDownloadError, FlexInsightsError
-from airflow_provider_flexinsights.protocol import DEFAULT_BASE_URL, SuccessBody
+from airflow_provider_flexinsights.protocol import SuccessBody
 from airflow_provider_flexinsights.session import Session, TransportError
 from airflow_provider_flexinsights.transport import AsyncTransport, SyncTransport
 from airflow_provider_flexinsights.validation import ConnectionSettings
@@ -156,15 +156,10 @@ class FlexInsightsHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"login": "Email", "password": "Password", "host": "Base URL"},
-            "placeholders": {
-                "login": "analyst@example.com",
-                "host": DEFAULT_BASE_URL,
-                "extra": '{"workspace_id": "<32 lowercase letters and digits>"}',
-            },
-        }
+        """The connection form for Airflow releases that do not read it from the provider info."""
+        from airflow_provider_flexinsights.get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
 
 
 class AsyncFlexInsightsClient:
