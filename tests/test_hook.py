@@ -205,8 +205,9 @@ def test_test_connection_reports_success_and_failure(
     monkeypatch.setenv(CONN_ENV, connection_json(emulator.url))
     assert FlexInsightsHook().test_connection() == (
         True,
-        f"Logged in to Flex Insights at {emulator.url} and out again.",
+        f"Logged in to Flex Insights at {emulator.url} as analyst@example.com, and out again.",
     )
+    assert emulator.calls() == [("login", 200), ("token", 200), ("profile", 200), ("logout", 204)]
     assert emulator.live_sessions == 0
 
     monkeypatch.setenv(CONN_ENV, connection_json(emulator.url, password="nope"))
@@ -336,4 +337,4 @@ def test_logout_is_retried_briefly_and_never_fails_the_work(flex_connection: str
     with FlexInsightsHook().session() as client:
         client.verify_access()
 
-    assert emulator.calls() == [("login", 200), ("token", 200), *[("logout", 503)] * 3]
+    assert emulator.calls() == [("login", 200), ("token", 200), ("profile", 200), *[("logout", 503)] * 3]

@@ -43,9 +43,13 @@ class FlexInsightsApi:
         self.session = session
         self.base_url = base_url
 
-    def verify_access(self) -> Flow[None]:
-        """Log in and mint a TT: proves email, password and base URL without touching any workspace."""
-        yield from self.session.authenticate()
+    def verify_access(self) -> Flow[str]:
+        """Log in, mint a TT and make one authorized call; return the login the server knows.
+
+        Proves the base URL, the email and the password without touching any workspace.
+        """
+        reply = yield from self.session.send(protocol.current_profile())
+        return protocol.read_profile_login(reply)
 
     def resolve_identifier(self, workspace_id: str, identifier: str) -> Flow[str]:
         key = (self.base_url, workspace_id, identifier)

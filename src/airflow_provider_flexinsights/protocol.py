@@ -103,6 +103,16 @@ def mint_temporary_token() -> Request:
     return Request("GET", TOKEN_PATH, "get a temporary token (TT)", auth=Auth.SST)
 
 
+def current_profile() -> Request:
+    """The cheapest authorized call: the logged-in user's own account profile."""
+    return Request("GET", "/gdc/account/profile/current", "read the current user's profile")
+
+
+def read_profile_login(reply: Reply) -> str:
+    login: str = reply.json()["accountSetting"]["login"]
+    return login
+
+
 def logout(profile_id: str) -> Request:
     return Request("DELETE", f"{LOGIN_PATH}/{profile_id}", "log out", auth=Auth.SST)
 

@@ -136,7 +136,9 @@ def airflow_connection(url: str, *, password: str = DEMO_PASSWORD, **extra: Any)
 class RequestRecord:
     """One request as the emulator saw it (never with a password or a token)."""
 
-    endpoint: str  # login, token, logout, identifiers, execute (start an export), export (poll/download)
+    endpoint: (
+        str  # login, token, profile, logout, identifiers, execute (start an export), export (poll/download)
+    )
     method: str
     path: str
     status: int
@@ -293,6 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("login", "POST", r"/gdc/account/login", self._login),
             ("logout", "DELETE", r"/gdc/account/login/(?P<profile>[^/]+)", self._logout),
             ("token", "GET", r"/gdc/account/token", self._token),
+            ("profile", "GET", r"/gdc/account/profile/current", self._profile),
             ("identifiers", "POST", r"/gdc/md/(?P<ws>[^/]+)/identifiers", self._identifiers),
             ("execute", "POST", r"/gdc/app/projects/(?P<ws>[^/]+)/execute/raw", self._start_export),
             ("export", "GET", r"/gdc/projects/(?P<ws>[^/]+)/execute/raw/(?P<id>[^/]+)", self._export_result),
@@ -422,6 +425,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.tts[tt] = (sst, time.time() + self.state.config.tt_ttl)
             self.state.issued_secrets.add(tt)
         self._send_json(200, {"userToken": {"token": tt}})
+
+    def _profile(self, url: Any, raw: bytes) -> None:
+        login = self._require_tt()
+        profile = f"/gdc/account/profile/{login.profile_id}"
+        self._send_json(200, {"accountSetting": {"login": login.email, "links": {"self": profile}}})
 
     def _logout(self, url: Any, raw: bytes) -> None:
         sst, login = self._require_sst()

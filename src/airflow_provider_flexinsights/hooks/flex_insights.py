@@ -56,8 +56,9 @@ class FlexInsightsClient:
         self._api = FlexInsightsApi(self.session, settings.base_url)
         self._transport = SyncTransport(settings.base_url, on_secret=_mask_secret)
 
-    def verify_access(self) -> None:
-        self._transport.run(self._api.verify_access())
+    def verify_access(self) -> str:
+        """Log in, mint a TT, read the user's profile; return the login (email) it names."""
+        return self._transport.run(self._api.verify_access())
 
     def resolve_identifier(self, workspace_id: str, identifier: str) -> str:
         return self._transport.run(self._api.resolve_identifier(workspace_id, identifier))
@@ -146,13 +147,13 @@ class FlexInsightsHook(BaseHook):
         return self.settings
 
     def test_connection(self) -> tuple[bool, str]:
-        """Log in, mint a temporary token, log out: proves the URL, email and password."""
+        """Log in, mint a TT, make one authorized call, log out: proves URL, email and password."""
         try:
             with self.session() as client:
-                client.verify_access()
+                login = client.verify_access()
         except FlexInsightsError as err:
             return False, str(err)
-        return True, f"Logged in to Flex Insights at {self.settings.base_url} and out again."
+        return True, f"Logged in to Flex Insights at {self.settings.base_url} as {login}, and out again."
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
