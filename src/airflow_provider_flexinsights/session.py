@@ -74,8 +74,8 @@ class Session:
     """One login: owns the SST and TT, refreshes them on 401, retries transient failures.
 
     Tokens are created lazily by the first request that needs them and yielded as :class:`Secret`
-    effects (the transport masks them) before anything else can see them. :meth:`log_out` deletes the SST on
-    the server, which also invalidates its TTs.
+    effects (the transport masks them) before anything else can see them. :meth:`log_out` deletes
+    the SST on the server, which also invalidates its TTs.
     """
 
     def __init__(
@@ -90,10 +90,6 @@ class Session:
         self._tt: str | None = None
         self._renewing = False
         self.logins = 0
-
-    @property
-    def logged_in(self) -> bool:
-        return self._login is not None
 
     def send(self, request: Request, *, passthrough: frozenset[int] = frozenset()) -> Flow[Reply]:
         """Send ``request`` with the tokens it needs and return the reply, or raise its error.
@@ -116,10 +112,6 @@ class Session:
                 log.info("Flex Insights answered 401 (%s); renewing, repeating once.", verdict.value)
                 continue
             raise protocol.error_for(request, reply)
-
-    def authenticate(self) -> Flow[None]:
-        """Log in and mint a TT now, if not done yet (requests do it lazily anyway)."""
-        yield from self._ensure_tokens(Auth.TT)
 
     def log_out(self) -> Flow[None]:
         """Delete the SST on the server. Never raises: a failed logout must not fail an export."""

@@ -144,6 +144,7 @@ class FlexInsightsHook(BaseHook):
             client.close()
 
     def get_conn(self) -> ConnectionSettings:
+        """The validated connection settings (``BaseHook``'s conventional accessor)."""
         return self.settings
 
     def test_connection(self) -> tuple[bool, str]:
