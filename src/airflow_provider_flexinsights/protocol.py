@@ -156,7 +156,7 @@ def check_export(export_uri: str, success_body: SuccessBody) -> Request:
 @dataclass(frozen=True)
 class Login:
     sst: str = field(repr=False)
-    profile_id: str = ""
+    profile_id: str
 
 
 def read_login(reply: Reply) -> Login:

@@ -196,6 +196,13 @@ class EmulatorState:
     def next_id(self) -> int:
         return next(self._ids)
 
+    def expire_tokens(self, *, sessions: bool) -> None:
+        """Expire every TT (as ten minutes would), and every SST too if ``sessions``."""
+        with self.lock:
+            self.tts.clear()
+            if sessions:
+                self.logins.clear()
+
     def label_uri(self, workspace_id: str) -> str:
         return f"/gdc/md/{workspace_id}/obj/{1000 + sum(workspace_id.encode()) % 9000}"
 
@@ -262,10 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "delay":
             time.sleep(fault.seconds)
         elif fault.kind in ("expire_tt", "expire_sst"):
-            with self.state.lock:
-                self.state.tts.clear()
-                if fault.kind == "expire_sst":
-                    self.state.logins.clear()
+            self.state.expire_tokens(sessions=fault.kind == "expire_sst")
         elif fault.kind == "gone":
             with self.state.lock:
                 self.state.exports.pop(self.match.groupdict().get("id") or "", None)
@@ -658,14 +662,11 @@ class Emulator:
 
     def expire_temporary_tokens(self) -> None:
         """Make every TT issued so far expired, as ten minutes would."""
-        with self.state.lock:
-            self.state.tts.clear()
+        self.state.expire_tokens(sessions=False)
 
     def expire_sessions(self) -> None:
         """Make every SST (and its TTs) expired, as two weeks would."""
-        with self.state.lock:
-            self.state.logins.clear()
-            self.state.tts.clear()
+        self.state.expire_tokens(sessions=True)
 
     def start(self) -> Emulator:
         self._thread = threading.Thread(
