@@ -12,7 +12,10 @@ the day of `data_interval_start` to the day before `data_interval_end`. With the
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
+
+# Airflow 3.2+ also offers it as airflow.sdk.CronDataIntervalTimetable; this path works on 3.1 too.
+from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_flexinsights.operators.flex_insights import FlexInsightsExportOperator
 

@@ -95,7 +95,8 @@ class DagRunResult:
 _DAG_FILE = """\
 import datetime
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable
+from airflow.sdk import DAG
+from airflow.timetables.interval import CronDataIntervalTimetable, DeltaDataIntervalTimetable
 from airflow_provider_flexinsights.operators.flex_insights import FlexInsightsExportOperator
 
 with DAG({dag_id!r}, schedule={schedule}, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
@@ -103,14 +104,22 @@ with DAG({dag_id!r}, schedule={schedule}, start_date=pendulum.datetime(2024, 1, 
 """
 
 
+def dag_bag(folder: Path) -> Any:
+    """Parse DAG files as the dag-processor does (DagBag moved in Airflow 3.2)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.2
+        from airflow.models.dagbag import DagBag
+    return DagBag(dag_folder=str(folder))
+
+
 def run_dag_file(path: Path, dag_id: str, logical_date: str) -> DagRunResult:
     """Run a DAG file's DAG with dag.test() (triggers run inline) and read back states and XCom."""
     import pendulum
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    dag = DagBag(dag_folder=str(path)).get_dag(dag_id)
+    dag = dag_bag(path).get_dag(dag_id)
     dag_run = dag.test(logical_date=pendulum.parse(logical_date))
     task_instance = dag_run.get_task_instances()[0]
     with create_session() as session:

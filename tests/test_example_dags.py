@@ -9,15 +9,13 @@ import pytest
 
 from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT, Emulator, render_report
 
-from tests.conftest import REPO_ROOT, run_dag_file
+from tests.conftest import REPO_ROOT, dag_bag, run_dag_file
 
 EXAMPLES = sorted((REPO_ROOT / "example_dags").glob("*.py"))
 
 
 def test_every_example_dag_imports_without_errors() -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO_ROOT / "example_dags"))
+    bag = dag_bag(REPO_ROOT / "example_dags")
 
     assert bag.import_errors == {}
     assert "flex_insights_daily_export" in bag.dag_ids

@@ -9,6 +9,8 @@ import sys
 from importlib import import_module, resources
 from pathlib import Path
 
+import pytest
+
 from airflow_provider_flexinsights.get_provider_info import get_provider_info
 
 
@@ -45,20 +47,34 @@ def test_package_ships_py_typed() -> None:
     assert resources.files("airflow_provider_flexinsights").joinpath("py.typed").is_file()
 
 
-def test_airflow_reads_the_connection_form_from_the_provider_info() -> None:
+def test_the_ui_api_serves_the_connection_form() -> None:
+    """What the api-server's /ui/connections/hook_meta gives the React form: from the provider info
+    on Airflow 3.2+, from the hook's classmethods on 3.1."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    meta = {hook.connection_type: hook for hook in HookMetaService.hook_meta_data()}["flex_insights"]
+    fields = meta.standard_fields
+    extras = meta.extra_fields
+
+    assert meta.hook_name == "Flex Insights"
+    assert fields.url_schema.hidden and fields.port.hidden
+    assert (fields.login.title, fields.password.title, fields.host.title) == ("Email", "Password", "Base URL")
+    assert fields.host.placeholder == "https://analytics.ytica.com"
+    assert extras["workspace_id"]["schema"]["title"] == "Workspace ID"
+    assert "32 lowercase letters and digits" in extras["workspace_id"]["description"]
+    assert extras["allow_insecure_http"]["value"] is False
+    assert "boolean" in extras["allow_insecure_http"]["schema"]["type"]
+
+
+def test_airflow_32_reads_the_form_without_importing_the_hook() -> None:
     from airflow.providers_manager import ProvidersManager
 
     manager = ProvidersManager()
-    behaviour = manager.field_behaviours["flex_insights"]
-    widgets = manager.connection_form_widgets
+    if not hasattr(manager, "iter_connection_type_hook_ui_metadata"):
+        pytest.skip("Airflow < 3.2 imports the hook for its form (covered by the test above).")
+    workspace = manager.connection_form_widgets["extra__flex_insights__workspace_id"].field
 
-    assert behaviour["hidden_fields"] == ["schema", "port"]
-    assert behaviour["relabeling"] == {"login": "Email", "password": "Password", "host": "Base URL"}
-    workspace = widgets["extra__flex_insights__workspace_id"].field
-    assert workspace["schema"]["title"] == "Workspace ID"
     assert workspace["schema"]["pattern"] == "^[a-z0-9]{32}$"
-    assert widgets["extra__flex_insights__allow_insecure_http"].field["value"] is False
-    assert manager.hooks["flex_insights"] is not None
 
 
 def test_the_hook_serves_the_same_form_to_older_airflow() -> None:

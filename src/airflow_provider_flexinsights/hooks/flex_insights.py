@@ -35,10 +35,16 @@ def _mask_secret(secret: str) -> None:
 
 
 async def _amask_secret(secret: str) -> None:
-    """The same, without a blocking call to the supervisor from inside the event loop."""
-    from airflow.sdk.log import amask_secret
+    """The same, without a blocking call to the supervisor from inside the event loop.
 
-    await amask_secret(secret)
+    Airflow 3.3 added ``amask_secret``; before it, ``mask_secret`` was the one safe in both worlds.
+    """
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # Airflow < 3.3
+        _mask_secret(secret)
+    else:
+        await amask_secret(secret)
 
 
 def _settings(conn_id: str, conn: Any, extra: dict[str, Any]) -> ConnectionSettings:
@@ -162,6 +168,31 @@ class FlexInsightsHook(BaseHook):
         from airflow_provider_flexinsights.get_provider_info import UI_FIELD_BEHAVIOUR
 
         return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields for Airflow < 3.2, which builds them from WTForms fields.
+
+        Made from the provider info's ``conn-fields`` so the two never drift apart. Airflow 3.1's
+        API server stands in its own WTForms look-alikes when FAB is not installed.
+        """
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, StringField
+        from wtforms.validators import Optional
+
+        from airflow_provider_flexinsights.get_provider_info import CONN_FIELDS
+
+        widgets: dict[str, Any] = {}
+        for name, field in CONN_FIELDS.items():
+            label, description = lazy_gettext(field["label"]), field["description"]
+            if "boolean" in field["schema"]["type"]:
+                widgets[name] = BooleanField(label, description=description, default=False)
+            else:
+                widgets[name] = StringField(
+                    label, description=description, widget=BS3TextFieldWidget(), validators=[Optional()]
+                )
+        return widgets
 
 
 class AsyncFlexInsightsClient:

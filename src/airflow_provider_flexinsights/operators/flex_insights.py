@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from airflow.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import conf
+from airflow.sdk import BaseOperator
 
 from airflow_provider_flexinsights import validation
 from airflow_provider_flexinsights.api import ExportStatus
@@ -310,7 +311,7 @@ class FlexInsightsExportOperator(BaseOperator):
     def _check_empty_allowed(self, spec: ExportSpec) -> None:
         message = f"Flex Insights has no data for {spec.describe()}"
         if self.on_empty == "skip":
-            from airflow.sdk.exceptions import AirflowSkipException
+            from airflow.providers.common.compat.sdk import AirflowSkipException
 
             raise AirflowSkipException(f"{message}; skipping as on_empty='skip'.")
         if self.on_empty == "fail":
@@ -344,6 +345,6 @@ def _no_retry_for_permanent_errors() -> Iterator[None]:
     except FlexInsightsError as err:
         if err.retryable:
             raise
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow.providers.common.compat.sdk import AirflowFailException
 
         raise AirflowFailException(str(err)) from err
