@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
-from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
+from airflow_provider_flexinsights import protocol
+from airflow_provider_flexinsights.backoff import PollSchedule
+from airflow_provider_flexinsights.emulator import (
+    CHANNEL_LABEL,
+    DEMO_EMAIL,
+    DEMO_PASSWORD,
+    DEMO_WORKSPACE,
+    DIRECTION_LABEL,
+    QUEUE_LABEL,
+    QUEUE_REPORT,
+    Emulator,
+    EmulatorConfig,
+    Fault,
+    render_report,
+)
+from airflow_provider_flexinsights.exceptions import (
+    FlexInsightsApiError,
+    FlexInsightsInputError,
+    FlexInsightsNotFoundError,
+)
 from airflow_provider_flexinsights.filters import (
     AttributeFilter,
     DateInterval,
@@ -15,6 +39,11 @@ from airflow_provider_flexinsights.filters import (
     choose_date_filter,
     parse_filters,
 )
+from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
+from airflow_provider_flexinsights.protocol import Reply
+from airflow_provider_flexinsights.session import Credentials, Send, Session, Sleep
+
+from tests.conftest import CONN_ENV, connection_json
 
 QUEUE = "label.conversations.queue"
 
@@ -169,3 +198,430 @@ def test_filters_round_trip_through_plain_dicts() -> None:
     parsed = parse_filters(raw)
 
     assert [f.to_dict() for f in (parsed.date, *parsed.attributes) if f is not None] == raw
+
+
+# --- the protocol: filter entries, value lookups, answers given later ------------------------------
+
+WS = "w" * 32
+LABEL_URI = f"/gdc/md/{WS}/obj/20011"
+
+
+def answer(status: int, body: object = b"", **headers: str) -> Reply:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Reply(status, {k.replace("_", "-"): v for k, v in headers.items()}, raw)
+
+
+def test_filter_entries_have_the_documented_shapes() -> None:
+    assert protocol.floating_date_filter("/d", -7, -1) == {
+        "uri": "/d",
+        "constraint": {"type": "floating", "from": -7, "to": -1},
+    }
+    assert protocol.element_list_filter(LABEL_URI, ["/e1", "/e2"]) == {
+        "uri": LABEL_URI,
+        "constraint": {"type": "list", "elements": ["/e1", "/e2"]},
+    }
+
+
+def test_value_lookups_post_titles_or_nothing_to_valid_elements() -> None:
+    by_title = protocol.valid_elements(WS, LABEL_URI, QUEUE, ["Sales"])
+    everything = protocol.valid_elements(WS, LABEL_URI, QUEUE, None, offset=1000)
+
+    assert (by_title.method, by_title.path) == (
+        "POST",
+        f"/gdc/md/{WS}/obj/20011/validElements?offset=0&limit=1000",
+    )
+    assert by_title.json == {"validElementsRequest": {"titles": ["Sales"]}}
+    assert everything.path.endswith("validElements?offset=1000&limit=1000")
+    assert everything.json == {"validElementsRequest": {}}
+    assert by_title.action == f"look up the values of {QUEUE} in workspace {WS}"
+
+
+def elements_answer(titles: list[str], **paging: object) -> Reply:
+    items = [{"element": {"uri": f"/e?id={n}", "title": t}} for n, t in enumerate(titles)]
+    return answer(200, {"validElements": {"items": items, "paging": paging}})
+
+
+@pytest.mark.parametrize(
+    ("reply", "offset", "next_offset"),
+    [
+        (elements_answer(["a", "b"], offset=0, count=2, total=2), 0, None),
+        (elements_answer(["a", "b"], offset=0, count=2, total=5), 0, 2),
+        (
+            elements_answer(["c"], offset="4", count="1", total="5"),
+            4,
+            None,
+        ),  # GoodData writes numbers as text
+        (elements_answer(["a", "b"], next="/gdc/md/x/obj/1/validElements?offset=2"), 0, 2),
+        (elements_answer([], total=9), 0, None),  # an empty page ends the listing whatever the total says
+    ],
+    ids=["one-page", "more-by-total", "last-page", "more-by-next", "empty"],
+)
+def test_value_pages_say_where_the_next_one_starts(
+    reply: Reply, offset: int, next_offset: int | None
+) -> None:
+    page = protocol.read_valid_elements(reply, offset)
+
+    assert page.next_offset == next_offset
+    assert all(isinstance(e, protocol.Element) for e in page.elements)
+
+
+def test_a_value_answer_of_unknown_shape_is_a_clear_error() -> None:
+    with pytest.raises(FlexInsightsApiError, match="value lookup in a shape this provider does not know"):
+        protocol.read_valid_elements(answer(200, {"validElements": {"elements": []}}, X_GDC_Request="r1"), 0)
+
+
+LOOKUP = protocol.valid_elements(WS, LABEL_URI, QUEUE, ["Sales"])
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (answer(200, {}), None),
+        (answer(202, Location="/gdc/md/x/tasks/1"), ("GET", "/gdc/md/x/tasks/1")),
+        (answer(202, {"uri": "/gdc/md/x/tasks/2?q=1"}), ("GET", "/gdc/md/x/tasks/2?q=1")),
+        (answer(202), ("POST", LOOKUP.path)),  # nowhere to poll: ask again
+        (answer(303, Location="https://elsewhere.example/gdc/md/x/r?a=b"), ("GET", "/gdc/md/x/r?a=b")),
+    ],
+    ids=["final", "202-location", "202-body-uri", "202-bare", "303-absolute-stays-on-our-host"],
+)
+def test_answers_given_later_are_followed(reply: Reply, expected: tuple[str, str] | None) -> None:
+    followed = protocol.follow_up(LOOKUP, reply)
+
+    assert (followed and (followed.method, followed.path)) == expected
+    assert followed is None or followed.action == LOOKUP.action
+
+
+def test_a_303_without_location_is_an_error() -> None:
+    with pytest.raises(FlexInsightsApiError, match="HTTP 303 without a Location"):
+        protocol.follow_up(LOOKUP, answer(303))
+
+
+def test_the_follow_flow_polls_a_202_after_a_wait_and_fetches_a_303_at_once() -> None:
+    flow = Session(Credentials("a@b.c", "pw")).send_following(LOOKUP)
+    effects: list[object] = []
+    replies = iter(
+        [
+            answer(200, {"userLogin": {"profile": "/gdc/account/profile/p1", "token": "sst"}}),
+            answer(200, {"userToken": {"token": "tt"}}),
+            answer(202, Location="/t/1"),
+            answer(303, Location="/t/1/result"),
+            elements_answer(["Sales"], total=1),
+        ]
+    )
+    effect = next(flow)
+    try:
+        while True:
+            effects.append(effect)
+            effect = flow.send(next(replies) if isinstance(effect, Send) else None)
+    except StopIteration as done:
+        final = done.value
+
+    sends = [(e.request.method, e.request.path) for e in effects if isinstance(e, Send)]
+    assert sends[2:] == [("POST", LOOKUP.path), ("GET", "/t/1"), ("GET", "/t/1/result")]
+    sleeps = [i for i, e in enumerate(effects) if isinstance(e, Sleep)]
+    assert len(sleeps) == 1 and isinstance(effects[sleeps[0] + 1], Send)  # one wait, after the 202
+    assert effects[sleeps[0] + 1].request.path == "/t/1"  # type: ignore[union-attr]
+    assert protocol.read_valid_elements(final, 0).elements[0].title == "Sales"
+
+
+# --- the emulator: values, strict filters, filters applied -----------------------------------------
+
+EXECUTE = f"/gdc/app/projects/{DEMO_WORKSPACE}/execute/raw"
+REPORT_URI = f"/gdc/md/{DEMO_WORKSPACE}/obj/{QUEUE_REPORT}"
+
+
+@pytest.fixture
+def api(emulator: Emulator) -> Iterator[requests.Session]:
+    """A raw HTTP session with a valid TT, to send requests the provider would never send."""
+    http = requests.Session()
+    login = {
+        "postUserLogin": {"login": DEMO_EMAIL, "password": DEMO_PASSWORD, "remember": 0, "verify_level": 2}
+    }
+    sst = http.post(f"{emulator.url}/gdc/account/login", json=login).json()["userLogin"]["token"]
+    tt = http.get(f"{emulator.url}/gdc/account/token", headers={"X-GDC-AuthSST": sst}).json()
+    http.headers["X-GDC-AuthTT"] = tt["userToken"]["token"]
+    yield http
+    http.close()
+
+
+def lookup(api: requests.Session, emulator: Emulator, body: Any, query: str = "") -> requests.Response:
+    label = emulator.label(QUEUE_LABEL)
+    return api.post(f"{emulator.url}{label.uri(DEMO_WORKSPACE)}/validElements{query}", json=body)
+
+
+def test_emulator_looks_up_values_by_exact_title(api: requests.Session, emulator: Emulator) -> None:
+    found = lookup(api, emulator, {"validElementsRequest": {"titles": ["Sales", "sales", "Billing"]}}).json()
+
+    items = found["validElements"]["items"]
+    assert [i["element"]["title"] for i in items] == ["Sales", "Billing"]
+    assert items[0]["element"]["uri"] == emulator.label(QUEUE_LABEL).element_uri(DEMO_WORKSPACE, "Sales")
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(valid_elements_max_page=2)])
+def test_emulator_lists_all_values_in_pages(api: requests.Session, emulator: Emulator) -> None:
+    first = lookup(api, emulator, {"validElementsRequest": {}}, "?offset=0&limit=1000").json()[
+        "validElements"
+    ]
+    last = lookup(api, emulator, {"validElementsRequest": {}}, "?offset=4&limit=2").json()["validElements"]
+
+    assert [i["element"]["title"] for i in first["items"]] == ["Sales", "Support"]
+    assert first["paging"] == {
+        "offset": 0,
+        "count": 2,
+        "total": 5,
+        "next": f"{emulator.label(QUEUE_LABEL).uri(DEMO_WORKSPACE)}/validElements?offset=2&limit=2",
+    }
+    assert [i["element"]["title"] for i in last["items"]] == ["Everyone"] and "next" not in last["paging"]
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(valid_elements_detour=(202, 303))])
+def test_emulator_can_answer_a_lookup_later(api: requests.Session, emulator: Emulator) -> None:
+    accepted = lookup(api, emulator, {"validElementsRequest": {"titles": ["Sales"]}})
+    see_other = api.get(f"{emulator.url}{accepted.headers['Location']}", allow_redirects=False)
+    result = api.get(f"{emulator.url}{see_other.headers['Location']}", allow_redirects=False)
+
+    assert (accepted.status_code, see_other.status_code, result.status_code) == (202, 303, 200)
+    assert result.json()["validElements"]["items"][0]["element"]["title"] == "Sales"
+
+
+def start(api: requests.Session, emulator: Emulator, *filters: Any) -> requests.Response:
+    body = {"report_req": {"report": REPORT_URI, "context": {"filters": list(filters)}}}
+    return api.post(f"{emulator.url}{EXECUTE}", json=body)
+
+
+def queue_list(emulator: Emulator, *elements: str) -> dict[str, Any]:
+    return {
+        "uri": emulator.label(QUEUE_LABEL).uri(DEMO_WORKSPACE),
+        "constraint": {"type": "list", "elements": list(elements)},
+    }
+
+
+@pytest.mark.parametrize(
+    ("make_filter", "message"),
+    [
+        (lambda e: queue_list(e, "/gdc/md/x/obj/1/elements?id=1"), "is not a value of"),
+        (queue_list, "non-empty list of element URIs"),
+        (
+            lambda e: {
+                "uri": e.label(QUEUE_LABEL).uri(DEMO_WORKSPACE),
+                "constraint": {"type": "interval", "from": "2024-03-01", "to": "2024-03-01"},
+            },
+            "Expected a list constraint",
+        ),
+        (
+            lambda e: {"uri": e.date_label_uri(), "constraint": {"type": "floating", "from": -1, "to": -7}},
+            "is after to",
+        ),
+        (
+            lambda e: {"uri": e.date_label_uri(), "constraint": {"type": "floating", "from": "-7", "to": -1}},
+            "whole-number",
+        ),
+        (
+            lambda e: {
+                "uri": f"/gdc/md/{DEMO_WORKSPACE}/obj/424242",
+                "constraint": {"type": "list", "elements": ["/e"]},
+            },
+            "not found",
+        ),
+    ],
+    ids=[
+        "foreign-element",
+        "empty-list",
+        "interval-on-attribute",
+        "floating-reversed",
+        "floating-text",
+        "unknown-label",
+    ],
+)
+def test_emulator_rejects_malformed_filters(
+    api: requests.Session, emulator: Emulator, make_filter: Any, message: str
+) -> None:
+    answer_ = start(api, emulator, make_filter(emulator))
+    error = answer_.json()["error"]
+
+    assert answer_.status_code == 400
+    assert message in error["message"] % tuple(error["parameters"])
+
+
+def test_emulator_rejects_a_label_filtered_twice(api: requests.Session, emulator: Emulator) -> None:
+    sales = emulator.label(QUEUE_LABEL).element_uri(DEMO_WORKSPACE, "Sales")
+
+    assert start(api, emulator, queue_list(emulator, sales), queue_list(emulator, sales)).status_code == 400
+
+
+# --- the hook: identifiers and values to URIs, cached; exports with filters -----------------------
+
+FAST = PollSchedule(first=0.01, cap=0.05)
+TODAY = dt.date(2024, 3, 9)
+LAST_WEEK = ("2024-03-02", "2024-03-08")  # -7..-1 from TODAY
+
+
+def filtered_download(hook: FlexInsightsHook, *filters: Any) -> bytes:
+    with hook.session() as client:
+        uri = client.start_filtered_export(DEMO_WORKSPACE, QUEUE_REPORT, list(filters))
+        status = client.wait_for_export(uri, schedule=FAST, deadline=time.time() + 10)
+        with client.open_csv(status) as chunks:
+            return b"".join(chunks)
+
+
+def element_uris(emulator: Emulator, identifier: str, *titles: str) -> list[str]:
+    return [emulator.label(identifier).element_uri(DEMO_WORKSPACE, t) for t in titles]
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(today=TODAY)])
+def test_floating_and_value_filters_select_days_and_rows(flex_connection: str, emulator: Emulator) -> None:
+    body = filtered_download(
+        FlexInsightsHook(),
+        FloatingDateRange(-7, -1),
+        AttributeFilter(QUEUE_LABEL, ("Support", "Sales")),
+        AttributeFilter(CHANNEL_LABEL, ("voice",)),
+    )
+
+    where = {"Queue": {"Sales", "Support"}, "Channel": {"voice"}}
+    assert body == render_report(DEMO_WORKSPACE, QUEUE_REPORT, *LAST_WEEK, where=where)
+    rows = [line.split(b'","') for line in body.splitlines()[1:]]
+    assert rows and {(r[0], r[3]) for r in rows} == {(b'"Sales', b"voice"), (b'"Support', b"voice")}
+    assert emulator.received_filters() == [
+        [
+            {"uri": emulator.date_label_uri(), "constraint": {"type": "floating", "from": -7, "to": -1}},
+            {
+                "uri": emulator.label(QUEUE_LABEL).uri(DEMO_WORKSPACE),
+                "constraint": {
+                    "type": "list",
+                    "elements": element_uris(emulator, QUEUE_LABEL, "Support", "Sales"),
+                },
+            },
+            {
+                "uri": emulator.label(CHANNEL_LABEL).uri(DEMO_WORKSPACE),
+                "constraint": {"type": "list", "elements": element_uris(emulator, CHANNEL_LABEL, "voice")},
+            },
+        ]
+    ]
+    assert [e for e, _ in emulator.calls()].count("identifiers") == 1  # all three in one request
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(valid_elements_max_page=2)])
+def test_not_in_sends_every_other_value_read_across_pages(flex_connection: str, emulator: Emulator) -> None:
+    body = filtered_download(
+        FlexInsightsHook(),
+        DateInterval("2024-03-01", "2024-03-01"),
+        AttributeFilter(QUEUE_LABEL, ("Everyone", "Billing"), exclude=True),
+    )
+
+    (sent,) = emulator.received_filters()
+    assert sent[1]["constraint"]["elements"] == element_uris(
+        emulator, QUEUE_LABEL, "Sales", "Support", "Retention"
+    )
+    assert [s for e, s in emulator.calls() if e == "elements"] == [200, 200, 200]  # 5 values, 2 a page
+    where = {"Queue": {"Sales", "Support", "Retention"}}
+    assert body == render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01", where=where)
+
+
+def test_not_in_leaving_out_everything_is_an_error(flex_connection: str, emulator: Emulator) -> None:
+    with pytest.raises(FlexInsightsNotFoundError, match="leaves out every one of its 2 values"):
+        filtered_download(
+            FlexInsightsHook(),
+            DateInterval("2024-03-01", "2024-03-01"),
+            AttributeFilter(DIRECTION_LABEL, ("Inbound", "Outbound"), exclude=True),
+        )
+
+    assert "execute" not in [e for e, _ in emulator.calls()]
+
+
+@pytest.mark.parametrize("exclude", [False, True], ids=["in", "not_in"])
+def test_an_unknown_value_fails_with_close_matches(
+    flex_connection: str, emulator: Emulator, exclude: bool
+) -> None:
+    with pytest.raises(FlexInsightsNotFoundError) as raised:
+        filtered_download(
+            FlexInsightsHook(),
+            DateInterval("2024-03-01", "2024-03-01"),
+            AttributeFilter(QUEUE_LABEL, ("Sales", "Suport", "Nowhere"), exclude=exclude),
+        )
+
+    assert str(raised.value) == (
+        f"Flex Insights has no value 'Suport' (close matches: 'Support'), 'Nowhere' (no close match) for "
+        f"{QUEUE_LABEL} in workspace {DEMO_WORKSPACE} (it has 5 values); "
+        "write values exactly as reports show them."
+    )
+    assert "execute" not in [e for e, _ in emulator.calls()]
+
+
+def test_an_unknown_identifier_fails_clearly(flex_connection: str, emulator: Emulator) -> None:
+    with pytest.raises(
+        FlexInsightsNotFoundError, match=r"could not find identifier label\.conversations\.team in workspace"
+    ):
+        filtered_download(
+            FlexInsightsHook(),
+            DateInterval("2024-03-01", "2024-03-01"),
+            AttributeFilter("label.conversations.team", ("A",)),
+        )
+
+
+@pytest.mark.parametrize(
+    "emulator_config",
+    [
+        EmulatorConfig(valid_elements_detour=(202, 303)),
+        EmulatorConfig(valid_elements_detour=(303,)),
+    ],
+    ids=["202-then-303", "303"],
+)
+def test_value_lookups_answered_later_are_followed(flex_connection: str, emulator: Emulator) -> None:
+    body = filtered_download(
+        FlexInsightsHook(), DateInterval("2024-03-01", "2024-03-01"), AttributeFilter(QUEUE_LABEL, ("Sales",))
+    )
+
+    lookups = [s for e, s in emulator.calls() if e == "elements"]
+    assert lookups[-1] == 200 and set(lookups[:-1]) <= {202, 303, 401} and len(lookups) >= 2
+    assert body == render_report(
+        DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01", where={"Queue": {"Sales"}}
+    )
+
+
+def test_tt_renewal_applies_to_followed_lookups(flex_connection: str, emulator: Emulator) -> None:
+    emulator.config.valid_elements_detour = (202, 202)
+    emulator.config.faults.append(Fault("elements", "expire_tt", skip=1))
+
+    filtered_download(
+        FlexInsightsHook(), DateInterval("2024-03-01", "2024-03-01"), AttributeFilter(QUEUE_LABEL, ("Sales",))
+    )
+
+    assert [s for e, s in emulator.calls() if e in ("elements", "token")] == [200, 202, 401, 200, 202, 200]
+
+
+def test_lookups_are_cached_per_connection_and_workspace(flex_connection: str, emulator: Emulator) -> None:
+    filters = (
+        FloatingDateRange(-1, -1),
+        AttributeFilter(QUEUE_LABEL, ("Sales",)),
+        AttributeFilter(CHANNEL_LABEL, ("sms",), exclude=True),
+    )
+    filtered_download(FlexInsightsHook(), *filters)
+    emulator.clear_requests()
+
+    filtered_download(FlexInsightsHook(), *filters)  # same process, same connection: no lookups
+
+    assert [e for e, _ in emulator.calls()] == [
+        "login",
+        "token",
+        "execute",
+        "export",
+        "export",
+        "export",
+        "logout",
+    ]
+
+
+def test_another_login_looks_up_again(
+    flex_connection: str, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.config.users["other@example.com"] = "other-password"
+    filtered_download(FlexInsightsHook(), FloatingDateRange(-1, -1), AttributeFilter(QUEUE_LABEL, ("Sales",)))
+    emulator.clear_requests()
+    other = json.loads(connection_json(emulator.url))
+    monkeypatch.setenv(
+        CONN_ENV, json.dumps({**other, "login": "other@example.com", "password": "other-password"})
+    )
+
+    filtered_download(FlexInsightsHook(), FloatingDateRange(-1, -1), AttributeFilter(QUEUE_LABEL, ("Sales",)))
+
+    assert {"identifiers", "elements"} <= {e for e, _ in emulator.calls()}  # what a user may see differs

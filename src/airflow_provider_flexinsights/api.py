@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,17 +15,20 @@ from airflow_provider_flexinsights.exceptions import (
     FlexInsightsExportTimeoutError,
     FlexInsightsNotFoundError,
 )
-from airflow_provider_flexinsights.protocol import ExportState, SuccessBody
+from airflow_provider_flexinsights.filters import AttributeFilter, DateInterval, ExportFilter
+from airflow_provider_flexinsights.protocol import Element, ExportState, SuccessBody
 from airflow_provider_flexinsights.session import Flow, Session, Sleep
 
-# Identifier -> URI mappings are stable for a workspace: keep them for the life of the process.
-# Keyed by (base URL, workspace id, identifier); never holds a credential.
-_IDENTIFIER_CACHE: dict[tuple[str, str, str], str] = {}
+# Workspace lookups (identifier -> URI, value title -> element URI, all values of a label) are
+# stable: keep them for the life of the process. Keyed by connection (base URL and login, since data
+# permissions may hide values from some users), workspace and what was looked up; never holds a
+# credential. One mechanism for every lookup: see FlexInsightsApi._lookup_key.
+_LOOKUP_CACHE: dict[tuple[str, ...], Any] = {}
 
 
 def clear_identifier_cache() -> None:
-    """Forget resolved identifiers (a workspace rebuilt under the same id, or test isolation)."""
-    _IDENTIFIER_CACHE.clear()
+    """Forget every cached lookup, identifiers and values (a workspace rebuilt, or test isolation)."""
+    _LOOKUP_CACHE.clear()
 
 
 @dataclass
@@ -52,27 +57,14 @@ class FlexInsightsApi:
         return protocol.read_profile_login(reply)
 
     def resolve_identifier(self, workspace_id: str, identifier: str) -> Flow[str]:
-        key = (self.base_url, workspace_id, identifier)
-        if key not in _IDENTIFIER_CACHE:
-            reply = yield from self.session.send(protocol.resolve_identifiers(workspace_id, [identifier]))
-            uri = protocol.read_identifiers(reply).get(identifier)
-            if uri is None:
-                raise FlexInsightsNotFoundError(
-                    f"Flex Insights could not find identifier {identifier} in workspace {workspace_id} "
-                    f"[request id {reply.request_id}]. Check the workspace id (the 32 characters after "
-                    "/projects/ in the Analytics Portal URL) and that the workspace has this attribute.",
-                    status=reply.status,
-                    request_id=reply.request_id,
-                )
-            _IDENTIFIER_CACHE[key] = uri
-        return _IDENTIFIER_CACHE[key]
+        uris = yield from self.resolve_identifiers(workspace_id, [identifier])
+        return uris[identifier]
 
     def start_export(self, workspace_id: str, report_id: str, date_from: str, date_to: str) -> Flow[str]:
         """Start a raw export of the report for the days ``date_from``..``date_to``; return its URI."""
-        date_label = yield from self.resolve_identifier(workspace_id, protocol.DATE_IDENTIFIER)
-        filters: list[dict[str, Any]] = [protocol.date_interval_filter(date_label, date_from, date_to)]
-        reply = yield from self.session.send(protocol.start_raw_export(workspace_id, report_id, filters))
-        return protocol.read_export_uri(reply)
+        return (
+            yield from self.start_filtered_export(workspace_id, report_id, [DateInterval(date_from, date_to)])
+        )
 
     def check_export(self, export_uri: str, success_body: SuccessBody, polls: int = 0) -> Flow[ExportStatus]:
         """One poll. When the export is ready this GET is also the download (``success_body``)."""
@@ -115,3 +107,141 @@ class FlexInsightsApi:
             if status.state is not ExportState.PENDING:
                 return status
         raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- Filters: identifiers and value titles to workspace URIs, cached --------------------------
+
+    def start_filtered_export(
+        self, workspace_id: str, report_id: str, filters: Sequence[ExportFilter]
+    ) -> Flow[str]:
+        """Start a raw export with these filters (one date filter, any attribute filters); return its URI."""
+        wire = yield from self.filter_constraints(workspace_id, filters)
+        reply = yield from self.session.send(protocol.start_raw_export(workspace_id, report_id, wire))
+        return protocol.read_export_uri(reply)
+
+    def filter_constraints(
+        self, workspace_id: str, filters: Sequence[ExportFilter]
+    ) -> Flow[list[dict[str, Any]]]:
+        """The ``context.filters`` entries: identifiers resolved in one request, values to element URIs."""
+        identifiers = [
+            f.identifier if isinstance(f, AttributeFilter) else protocol.DATE_IDENTIFIER for f in filters
+        ]
+        uris = yield from self.resolve_identifiers(workspace_id, list(dict.fromkeys(identifiers)))
+        wire: list[dict[str, Any]] = []
+        for item, identifier in zip(filters, identifiers, strict=True):
+            if isinstance(item, AttributeFilter):
+                elements = yield from self.element_uris(workspace_id, uris[identifier], item)
+                wire.append(protocol.element_list_filter(uris[identifier], elements))
+            elif isinstance(item, DateInterval):
+                wire.append(protocol.date_interval_filter(uris[identifier], item.date_from, item.date_to))
+            else:
+                wire.append(protocol.floating_date_filter(uris[identifier], item.start, item.end))
+        return wire
+
+    def resolve_identifiers(self, workspace_id: str, identifiers: list[str]) -> Flow[dict[str, str]]:
+        """Identifier -> URI, asking the server once for all those not cached; a missing one is an error."""
+        missing = [
+            i for i in identifiers if self._lookup_key(workspace_id, "identifier", i) not in _LOOKUP_CACHE
+        ]
+        if missing:
+            reply = yield from self.session.send(protocol.resolve_identifiers(workspace_id, missing))
+            found = protocol.read_identifiers(reply)
+            for identifier in missing:
+                if identifier not in found:
+                    raise FlexInsightsNotFoundError(
+                        f"Flex Insights could not find identifier {identifier} in workspace {workspace_id} "
+                        f"[request id {reply.request_id}]. Check the workspace id (the 32 characters after "
+                        "/projects/ in the Analytics Portal URL) and that the workspace has this attribute.",
+                        status=reply.status,
+                        request_id=reply.request_id,
+                    )
+                _LOOKUP_CACHE[self._lookup_key(workspace_id, "identifier", identifier)] = found[identifier]
+        return {i: str(_LOOKUP_CACHE[self._lookup_key(workspace_id, "identifier", i)]) for i in identifiers}
+
+    def element_uris(self, workspace_id: str, label_uri: str, attribute: AttributeFilter) -> Flow[list[str]]:
+        """The element URIs an attribute filter keeps, in the order of its values.
+
+        ``in`` looks up just its titles. ``not_in`` has no negative constraint in the documented
+        API, so it is sent as the complement: every value of the label but these (the label's whole
+        value list is fetched, in pages, once per process).
+        """
+        if attribute.exclude:
+            everything = yield from self.label_values(workspace_id, label_uri, attribute.identifier)
+            self._check_known(workspace_id, attribute, {e.title for e in everything}, everything)
+            kept = [e.uri for e in everything if e.title not in attribute.values]
+            if not kept:
+                raise FlexInsightsNotFoundError(
+                    f"The filter on {attribute.identifier} in workspace {workspace_id} leaves out every "
+                    f"one of its {len(everything)} values, so the export would be empty; shorten not_in."
+                )
+            return kept
+        found = yield from self.find_values(workspace_id, label_uri, attribute.identifier, attribute.values)
+        if len(found) < len(attribute.values):
+            everything = yield from self.label_values(workspace_id, label_uri, attribute.identifier)
+            self._check_known(workspace_id, attribute, set(found), everything)
+        return [found[title] for title in attribute.values]
+
+    def find_values(
+        self, workspace_id: str, label_uri: str, label_name: str, titles: Sequence[str]
+    ) -> Flow[dict[str, str]]:
+        """Title -> element URI for those of ``titles`` the label has; one lookup for the uncached ones."""
+        uncached = [
+            t for t in titles if self._lookup_key(workspace_id, "value", label_uri, t) not in _LOOKUP_CACHE
+        ]
+        if uncached:
+            elements = yield from self._fetch_values(workspace_id, label_uri, label_name, uncached)
+            self._remember_values(workspace_id, label_uri, elements)
+        keys = {t: self._lookup_key(workspace_id, "value", label_uri, t) for t in titles}
+        return {t: str(_LOOKUP_CACHE[key]) for t, key in keys.items() if key in _LOOKUP_CACHE}
+
+    def label_values(self, workspace_id: str, label_uri: str, label_name: str) -> Flow[tuple[Element, ...]]:
+        """Every value of the label (all pages), cached: for not_in, and for close matches in errors."""
+        key = self._lookup_key(workspace_id, "values", label_uri)
+        if key not in _LOOKUP_CACHE:
+            elements = yield from self._fetch_values(workspace_id, label_uri, label_name, None)
+            self._remember_values(workspace_id, label_uri, elements)
+            _LOOKUP_CACHE[key] = elements
+        everything: tuple[Element, ...] = _LOOKUP_CACHE[key]
+        return everything
+
+    def _fetch_values(
+        self, workspace_id: str, label_uri: str, label_name: str, titles: list[str] | None
+    ) -> Flow[tuple[Element, ...]]:
+        """validElements, page after page; each may answer 202/303 first (Session.send_following)."""
+        elements: list[Element] = []
+        offset: int | None = 0
+        while offset is not None:
+            request = protocol.valid_elements(workspace_id, label_uri, label_name, titles, offset=offset)
+            reply = yield from self.session.send_following(request)
+            page = protocol.read_valid_elements(reply, offset)
+            elements += page.elements
+            offset = page.next_offset
+        return tuple(elements)
+
+    def _remember_values(self, workspace_id: str, label_uri: str, elements: Sequence[Element]) -> None:
+        for element in elements:
+            _LOOKUP_CACHE[self._lookup_key(workspace_id, "value", label_uri, element.title)] = element.uri
+
+    def _lookup_key(self, workspace_id: str, kind: str, *key: str) -> tuple[str, ...]:
+        return (self.base_url, self.session.email, workspace_id, kind, *key)
+
+    @staticmethod
+    def _check_known(
+        workspace_id: str, attribute: AttributeFilter, known: set[str], everything: Sequence[Element]
+    ) -> None:
+        """Fail on values the label does not have, suggesting close matches among its titles."""
+        unknown = [value for value in attribute.values if value not in known]
+        if not unknown:
+            return
+        titles = [e.title for e in everything]
+        described = ", ".join(_describe_unknown(value, titles) for value in unknown)
+        raise FlexInsightsNotFoundError(
+            f"Flex Insights has no value {described} for {attribute.identifier} in workspace {workspace_id} "
+            f"(it has {len(titles)} values); write values exactly as reports show them."
+        )
+
+
+def _describe_unknown(value: str, titles: list[str]) -> str:
+    close = difflib.get_close_matches(value, titles, n=3, cutoff=0.6)
+    if close:
+        return f"{value!r} (close matches: {', '.join(repr(c) for c in close)})"
+    return f"{value!r} (no close match)"

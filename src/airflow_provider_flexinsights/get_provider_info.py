@@ -55,6 +55,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": "Flex Insights", "python-modules": [f"{_MODULE}.operators.flex_insights"]}
         ],
+        "extra-links": [f"{_MODULE}.links.flex_insights.FlexInsightsReportLink"],
         "triggers": [
             {"integration-name": "Flex Insights", "python-modules": [f"{_MODULE}.triggers.flex_insights"]}
         ],

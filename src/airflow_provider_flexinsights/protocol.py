@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from airflow_provider_flexinsights.exceptions import (
     FlexInsightsApiError,
@@ -130,6 +131,12 @@ def report_uri(workspace_id: str, report_id: str) -> str:
     return f"/gdc/md/{workspace_id}/obj/{report_id}"
 
 
+def report_page_url(base_url: str, workspace_id: str, report_id: str) -> str:
+    """The report in the Analytics Portal (the legacy GoodData UI addresses it in the URL fragment)."""
+    project = f"/gdc/projects/{workspace_id}"
+    return f"{base_url.rstrip('/')}/#s={project}|analysisPage|head|{report_uri(workspace_id, report_id)}"
+
+
 def date_interval_filter(date_label_uri: str, date_from: str, date_to: str) -> dict[str, Any]:
     """A ``context.filters`` entry keeping the days from ``date_from`` to ``date_to``, both inclusive."""
     return {"uri": date_label_uri, "constraint": {"type": "interval", "from": date_from, "to": date_to}}
@@ -201,6 +208,116 @@ def read_export_state(reply: Reply) -> ExportState:
     if reply.status == 204:
         return ExportState.EMPTY
     return ExportState.READY
+
+
+# --- Filters: floating ranges, value lists, label values (validElements) ---------------------
+
+VALID_ELEMENTS_PAGE_SIZE = 1000
+"""Values asked per validElements request; a label with more comes in several pages."""
+
+
+def floating_date_filter(date_label_uri: str, start: int, end: int) -> dict[str, Any]:
+    """A ``context.filters`` entry keeping days ``start``..``end`` relative to the workspace's today."""
+    return {"uri": date_label_uri, "constraint": {"type": "floating", "from": start, "to": end}}
+
+
+def element_list_filter(label_uri: str, element_uris: list[str]) -> dict[str, Any]:
+    """A ``context.filters`` entry keeping rows whose value of the label is one of these elements.
+
+    The API documents no negative list, so ``not_in`` is sent as this list of every other value.
+    """
+    return {"uri": label_uri, "constraint": {"type": "list", "elements": element_uris}}
+
+
+def valid_elements(
+    workspace_id: str,
+    label_uri: str,
+    label_name: str,
+    titles: list[str] | None = None,
+    *,
+    offset: int = 0,
+    limit: int = VALID_ELEMENTS_PAGE_SIZE,
+) -> Request:
+    """The values (elements) of a label: those with these ``titles``, or all of them (``None``), one page."""
+    label_id = label_uri.rstrip("/").rsplit("/", 1)[-1]
+    body: dict[str, Any] = {"titles": titles} if titles is not None else {}
+    return Request(
+        "POST",
+        f"/gdc/md/{workspace_id}/obj/{label_id}/validElements?offset={offset}&limit={limit}",
+        f"look up the values of {label_name} in workspace {workspace_id}",
+        json={"validElementsRequest": body},
+    )
+
+
+@dataclass(frozen=True)
+class Element:
+    """One value of a label: its title as reports show it, and its element URI for filters."""
+
+    title: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class ElementPage:
+    elements: tuple[Element, ...]
+    next_offset: int | None  # None: this was the last page
+
+
+def read_valid_elements(reply: Reply, offset: int) -> ElementPage:
+    """One page of ``validElements.items[].element``; another page follows while ``paging`` says so."""
+    try:
+        document = reply.json()["validElements"]
+        elements = tuple(
+            Element(item["element"]["title"], item["element"]["uri"]) for item in document["items"]
+        )
+        paging = document.get("paging") or {}
+        total = paging.get("total")
+    except (KeyError, TypeError) as err:
+        raise FlexInsightsApiError(
+            "Flex Insights answered a value lookup in a shape this provider does not know"
+            f"{_request_id_suffix(reply.request_id)}.",
+            status=reply.status,
+            request_id=reply.request_id,
+        ) from err
+    reached = offset + len(elements)
+    more = bool(elements) and (paging.get("next") is not None or (total is not None and reached < int(total)))
+    return ElementPage(elements, reached if more else None)
+
+
+def follow_up(request: Request, reply: Reply) -> Request | None:
+    """The GET that fetches an answer given later, or None when ``reply`` is the answer.
+
+    202 means "still computing, poll the Location" (the request is repeated when none is given);
+    303 means "the answer is at the Location". Only the Location's path is kept: the request goes
+    to the connection's own host, so tokens never travel to another one.
+    """
+    if reply.status not in (202, 303):
+        return None
+    location = _header(reply.headers, "Location")
+    if not location and reply.status == 202:
+        location = _uri_in_body(reply)
+    if not location:
+        if reply.status == 303:
+            raise FlexInsightsApiError(
+                f"Flex Insights could not {request.action}: HTTP 303 without a Location"
+                f"{_request_id_suffix(reply.request_id)}.",
+                status=reply.status,
+                request_id=reply.request_id,
+            )
+        return request
+    parts = urlsplit(location)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return Request("GET", path, request.action, auth=request.auth)
+
+
+def _uri_in_body(reply: Reply) -> str | None:
+    """A 202's body may repeat where to poll: ``{"uri": ...}``."""
+    try:
+        document = json.loads(reply.body)
+    except ValueError:
+        return None
+    uri = document.get("uri") if isinstance(document, dict) else None
+    return uri if isinstance(uri, str) else None
 
 
 # --- Verdicts: what an answer means for the client --------------------------------------------

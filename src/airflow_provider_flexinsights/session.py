@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from airflow_provider_flexinsights import protocol
-from airflow_provider_flexinsights.backoff import RetryPolicy
+from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
 from airflow_provider_flexinsights.exceptions import FlexInsightsTransientError
 from airflow_provider_flexinsights.protocol import Auth, Reply, Request, Verdict
 
@@ -58,6 +58,9 @@ Flow = Generator[Effect, Any, T]
 _LOGOUT_RETRY = RetryPolicy(max_attempts=3, base_delay=0.5, max_total_wait=5.0)
 # How often a flow waiting for another flow's token renewal looks again (event loop only).
 _RENEWAL_WAIT = 0.02
+# Polls of an answer given later (202): quick at first, since metadata lookups are short.
+FOLLOW_SCHEDULE = PollSchedule(first=0.2, cap=5.0)
+MAX_FOLLOWS = 60
 
 
 class TransportError(Exception):
@@ -112,6 +115,35 @@ class Session:
                 log.info("Flex Insights answered 401 (%s); renewing, repeating once.", verdict.value)
                 continue
             raise protocol.error_for(request, reply)
+
+    @property
+    def email(self) -> str:
+        """The login this session acts as: what a workspace shows depends on the user."""
+        return self._credentials.email
+
+    # --- answers given later: 202 Accepted (poll it) and 303 See Other (fetch it) ---------------
+
+    def send_following(self, request: Request, *, schedule: PollSchedule = FOLLOW_SCHEDULE) -> Flow[Reply]:
+        """Send ``request``, then fetch its answer where a 202 or 303 points, until it comes.
+
+        Each hop goes through :meth:`send`, so token renewal and retries apply to it as to any
+        request; a 202 waits on ``schedule`` before the next poll, a 303 is fetched at once.
+        """
+        reply = yield from self.send(request)
+        delays = schedule.delays()
+        for hop in itertools.count(1):
+            next_request = protocol.follow_up(request, reply)
+            if next_request is None:
+                return reply
+            if hop > MAX_FOLLOWS:
+                raise FlexInsightsTransientError(
+                    f"Flex Insights could not {request.action}: the answer was not ready after "
+                    f"{MAX_FOLLOWS} polls. Retrying the task later may work."
+                )
+            if reply.status == 202:
+                yield Sleep(next(delays))
+            reply = yield from self.send(next_request)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def log_out(self) -> Flow[None]:
         """Delete the SST on the server. Never raises: a failed logout must not fail an export."""

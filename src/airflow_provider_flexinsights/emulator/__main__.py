@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import signal
 import sys
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--bulk-report-mb", type=int, default=0, help=f"serve report {BULK_REPORT} with at least this many MB"
     )
+    parser.add_argument(
+        "--today",
+        type=dt.date.fromisoformat,
+        help="the date floating filters count from, YYYY-MM-DD (default: the real date, UTC)",
+    )
     args = parser.parse_args(argv)
 
     config = EmulatorConfig(
@@ -43,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         pending_seconds=args.pending_seconds,
         pending_seconds_range=tuple(args.pending_range) if args.pending_range else None,
         tt_ttl=args.tt_ttl,
+        today=args.today,
     )
     if args.bulk_report_mb:
         bulk = Report("Bulk queue report (benchmarks)", kind="bulk", size_bytes=args.bulk_report_mb << 20)

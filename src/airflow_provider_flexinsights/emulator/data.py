@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import hashlib
 import random
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 
 HEADER = (
     "Queue",
@@ -28,6 +28,7 @@ HEADER = (
 )
 QUEUES = ("Sales", "Support", "Billing", "Retention", "Everyone")
 CHANNELS = ("voice", "chat", "sms")
+DIRECTIONS = ("Inbound", "Outbound")
 OPEN_HOUR, CLOSE_HOUR = 8, 20
 
 
@@ -82,11 +83,35 @@ def days(date_from: dt.date, date_to: dt.date) -> Iterator[dt.date]:
         day += dt.timedelta(days=1)
 
 
-def iter_report(workspace_id: str, report_id: str, date_from: dt.date, date_to: dt.date) -> Iterator[bytes]:
-    """The CSV in blocks: the header, then one block per day."""
+def iter_report(
+    workspace_id: str,
+    report_id: str,
+    date_from: dt.date,
+    date_to: dt.date,
+    where: Where | None = None,
+) -> Iterator[bytes]:
+    """The CSV in blocks: the header, then one block per day (only the rows ``where`` keeps)."""
     yield header()
     for day in days(date_from, date_to):
-        yield day_rows(workspace_id, report_id, day)
+        rows = day_rows(workspace_id, report_id, day)
+        yield select_rows(rows, where) if where else rows
+
+
+Where = Mapping[str, Collection[str]]
+"""Column name -> the values a row may have there (list filters, as the emulator applies them)."""
+
+
+def select_rows(block: bytes, where: Where) -> bytes:
+    """The lines of ``block`` whose fields in the ``where`` columns hold one of the allowed values."""
+    checks = [(HEADER.index(column), frozenset(values)) for column, values in where.items()]
+    kept = []
+    for line in block.split(b"\r\n"):
+        if not line:
+            continue
+        fields = line[1:-1].decode().split('","')  # generated fields hold no quotes or commas
+        if all(fields[index] in allowed for index, allowed in checks):
+            kept.append(line + b"\r\n")
+    return b"".join(kept)
 
 
 BULK_BLOCK_DAYS = 25  # about 1 MB of rows
@@ -105,7 +130,9 @@ def iter_bulk_report(
         yield block
 
 
-def render_report(workspace_id: str, report_id: str, date_from: str, date_to: str) -> bytes:
+def render_report(
+    workspace_id: str, report_id: str, date_from: str, date_to: str, where: Where | None = None
+) -> bytes:
     """The whole CSV the emulator serves for this export (what tests compare downloads against)."""
     start, end = dt.date.fromisoformat(date_from), dt.date.fromisoformat(date_to)
-    return b"".join(iter_report(workspace_id, report_id, start, end))
+    return b"".join(iter_report(workspace_id, report_id, start, end, where))

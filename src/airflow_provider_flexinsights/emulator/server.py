@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from airflow_provider_flexinsights.emulator import data
 
@@ -61,10 +61,44 @@ def default_reports() -> dict[str, Report]:
     }
 
 
+# --- attribute labels: the values filters select (list constraints, validElements) ---------------
+
+QUEUE_LABEL = "label.conversations.queue"
+CHANNEL_LABEL = "label.conversations.channel"
+DIRECTION_LABEL = "label.conversations.direction"
+
+
+@dataclass(frozen=True)
+class Label:
+    """An attribute label (display form) filters can use: one CSV column and the values it holds."""
+
+    identifier: str
+    column: str  # the column of data.HEADER it selects rows by
+    object_id: int
+    attribute_id: int  # element URIs belong to the attribute, as in GoodData
+    titles: tuple[str, ...]
+
+    def uri(self, workspace_id: str) -> str:
+        return f"/gdc/md/{workspace_id}/obj/{self.object_id}"
+
+    def element_uri(self, workspace_id: str, title: str) -> str:
+        return f"/gdc/md/{workspace_id}/obj/{self.attribute_id}/elements?id={self.titles.index(title) + 1}"
+
+
+def default_labels() -> dict[str, Label]:
+    labels = (
+        Label(QUEUE_LABEL, "Queue", 20011, 20010, data.QUEUES),
+        Label(CHANNEL_LABEL, "Channel", 20021, 20020, data.CHANNELS),
+        Label(DIRECTION_LABEL, "Direction", 20031, 20030, data.DIRECTIONS),
+    )
+    return {label.identifier: label for label in labels}
+
+
 @dataclass
 class Workspace:
     reports: dict[str, Report] = field(default_factory=default_reports)
-    identifiers: set[str] = field(default_factory=lambda: {DATE_IDENTIFIER})
+    identifiers: set[str] = field(default_factory=lambda: {DATE_IDENTIFIER, *default_labels()})
+    labels: dict[str, Label] = field(default_factory=default_labels)  # usable when in ``identifiers``
 
 
 FaultKind = Literal["status", "expire_tt", "expire_sst", "delay", "gone", "reset", "truncate"]
@@ -118,6 +152,12 @@ class EmulatorConfig:
     tt_max_uses: int | None = None  # a TT stops working after this many requests (None: no limit)
     sst_ttl: float = 14 * 24 * 3600.0
     faults: list[Fault] = field(default_factory=list)
+    # filters: "today" for floating date ranges (None: the real date, in UTC, the workspace's zone)
+    today: dt.date | None = None
+    # statuses each validElements lookup answers before its result: (202,) a poll, (303,) a
+    # redirect, (202, 303) both; the client must follow them
+    valid_elements_detour: tuple[int, ...] = ()
+    valid_elements_max_page: int = 1000  # the most values one validElements page holds
 
 
 def airflow_connection(url: str, *, password: str = DEMO_PASSWORD, **extra: Any) -> str:
@@ -157,6 +197,7 @@ class _Export:
     created: float
     ready_after: float  # seconds after creation before the result is ready
     polls: int = 0
+    where: dict[str, frozenset[str]] = field(default_factory=dict)  # list filters: column -> values
 
 
 @dataclass
@@ -188,6 +229,7 @@ class EmulatorState:
         self.tts: dict[str, tuple[str, float]] = {}  # TT -> (SST, expiry)
         self.tt_uses: dict[str, int] = {}
         self.exports: dict[str, _Export] = {}
+        self.element_lookups: dict[str, tuple[list[int], Any]] = {}  # task -> (statuses left, answer)
         self.requests: list[RequestRecord] = []
         self.issued_secrets: set[str] = set()
         self.logouts = 0
@@ -205,6 +247,14 @@ class EmulatorState:
 
     def label_uri(self, workspace_id: str) -> str:
         return f"/gdc/md/{workspace_id}/obj/{1000 + sum(workspace_id.encode()) % 9000}"
+
+    def identifier_uri(self, workspace_id: str, identifier: str) -> str:
+        """The URI ``identifiers`` gives: an attribute label's own, else the date label's."""
+        label = self.config.workspaces[workspace_id].labels.get(identifier)
+        return label.uri(workspace_id) if label is not None else self.label_uri(workspace_id)
+
+    def today(self) -> dt.date:
+        return self.config.today or dt.datetime.now(dt.UTC).date()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -303,6 +353,18 @@ class _Handler(BaseHTTPRequestHandler):
             ("identifiers", "POST", r"/gdc/md/(?P<ws>[^/]+)/identifiers", self._identifiers),
             ("execute", "POST", r"/gdc/app/projects/(?P<ws>[^/]+)/execute/raw", self._start_export),
             ("export", "GET", r"/gdc/projects/(?P<ws>[^/]+)/execute/raw/(?P<id>[^/]+)", self._export_result),
+            (
+                "elements",
+                "POST",
+                r"/gdc/md/(?P<ws>[^/]+)/obj/(?P<label>\d+)/validElements",
+                self._valid_elements,
+            ),
+            (
+                "elements",
+                "GET",
+                r"/gdc/md/(?P<ws>[^/]+)/obj/(?P<label>\d+)/validElements/tasks/(?P<task>\w+)(?P<result>/result)?",
+                self._valid_elements_task,
+            ),
             ("control", "GET", r"/_emulator/requests", self._control_requests),
             ("control", "GET", r"/_emulator/state", self._control_state),
             ("control", "GET", r"/_emulator/exports", self._control_exports),
@@ -463,8 +525,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(identifiers, list) or not all(isinstance(i, str) for i in identifiers):
             raise _Reject(400, "Expected identifierToUri: a list of identifiers")
         self._logged_body = body
-        uri = self.state.label_uri(workspace_id)
-        found = [{"identifier": i, "uri": uri} for i in identifiers if i in workspace.identifiers]
+        found = [
+            {"identifier": i, "uri": self.state.identifier_uri(workspace_id, i)}
+            for i in identifiers
+            if i in workspace.identifiers
+        ]
         self._send_json(200, {"identifiers": found})
 
     def _start_export(self, url: Any, raw: bytes) -> None:
@@ -484,7 +549,7 @@ class _Handler(BaseHTTPRequestHandler):
         report_id = match[1]
         if report_id not in reports:
             raise _Reject(404, "Object %s not found", str(request["report"]))
-        date_from, date_to = self._date_range(workspace_id, workspace, request.get("context", {}))
+        date_from, date_to, where = self._export_filters(workspace_id, workspace, request.get("context", {}))
         export_id, query = secrets.token_hex(8), f"q={secrets.token_hex(6)}&c={secrets.token_hex(10)}"
         config = self.state.config
         ready_after = config.pending_seconds
@@ -492,24 +557,83 @@ class _Handler(BaseHTTPRequestHandler):
             ready_after = random.Random(export_id).uniform(*config.pending_seconds_range)
         with self.state.lock:
             self.state.exports[export_id] = _Export(
-                workspace_id, report_id, date_from, date_to, query, time.time(), ready_after
+                workspace_id, report_id, date_from, date_to, query, time.time(), ready_after, where=where
             )
         uri = f"/gdc/projects/{workspace_id}/execute/raw/{export_id}?{query}"
         self._send_json(201, {"uri": uri}, {"Location": uri})
 
-    def _date_range(self, workspace_id: str, workspace: Workspace, context: Any) -> tuple[str, str]:
+    def _export_filters(
+        self, workspace_id: str, workspace: Workspace, context: Any
+    ) -> tuple[str, str, dict[str, frozenset[str]]]:
+        """The days and the row selection of ``context.filters``, checked as strictly as GoodData."""
         filters = context.get("filters", []) if isinstance(context, dict) else None
         if not isinstance(filters, list):
             raise _Reject(400, "context.filters must be a list")
         date_range = DEFAULT_DATE_RANGE
+        where: dict[str, frozenset[str]] = {}
+        labels = {
+            label.uri(workspace_id): label
+            for identifier, label in workspace.labels.items()
+            if identifier in workspace.identifiers
+        }
+        seen: set[str] = set()
         for item in filters:
             if not isinstance(item, dict) or set(item) != {"uri", "constraint"}:
                 raise _Reject(400, "Each filter needs exactly uri and constraint")
+            uri = str(item["uri"])
+            if uri in seen:
+                raise _Reject(400, "Attribute display form %s is filtered twice", uri)
+            seen.add(uri)
+            if uri in labels:
+                where[labels[uri].column] = self._element_list(workspace_id, labels[uri], item["constraint"])
+                continue
             known = DATE_IDENTIFIER in workspace.identifiers
-            if not known or item["uri"] != self.state.label_uri(workspace_id):
-                raise _Reject(400, "Attribute display form %s not found", str(item["uri"]))
-            date_range = self._interval(item["constraint"])
-        return date_range
+            if not known or uri != self.state.label_uri(workspace_id):
+                raise _Reject(400, "Attribute display form %s not found", uri)
+            date_range = self._date_constraint(item["constraint"])
+        return *date_range, where
+
+    def _date_constraint(self, constraint: Any) -> tuple[str, str]:
+        if isinstance(constraint, dict) and constraint.get("type") == "floating":
+            return self._floating(constraint)
+        return self._interval(constraint)
+
+    def _floating(self, constraint: dict[str, Any]) -> tuple[str, str]:
+        """Days relative to the emulator's today (the workspace's time zone is UTC here)."""
+        bounds = constraint.get("from"), constraint.get("to")
+        if set(constraint) != {"type", "from", "to"} or not all(
+            isinstance(b, int) and not isinstance(b, bool) for b in bounds
+        ):
+            raise _Reject(400, "Expected a floating constraint with type and whole-number from and to")
+        start, end = constraint["from"], constraint["to"]
+        if start > end:
+            raise _Reject(400, "Floating range from %s is after to %s", str(start), str(end))
+        today = self.state.today()
+        return (today + dt.timedelta(days=start)).isoformat(), (today + dt.timedelta(days=end)).isoformat()
+
+    @staticmethod
+    def _element_list(workspace_id: str, label: Label, constraint: Any) -> frozenset[str]:
+        """The titles a list constraint keeps; every element must be a value of the label's attribute."""
+        if (
+            not isinstance(constraint, dict)
+            or constraint.get("type") != "list"
+            or set(constraint)
+            != {
+                "type",
+                "elements",
+            }
+        ):
+            raise _Reject(
+                400, "Expected a list constraint with type and elements on %s", label.uri(workspace_id)
+            )
+        elements = constraint["elements"]
+        if not isinstance(elements, list) or not elements:
+            raise _Reject(400, "A list constraint needs a non-empty list of element URIs")
+        titles = {label.element_uri(workspace_id, title): title for title in label.titles}
+        for element in elements:
+            if element not in titles:
+                raise _Reject(400, "Element %s is not a value of %s", str(element), label.uri(workspace_id))
+        return frozenset(titles[element] for element in elements)
 
     @staticmethod
     def _interval(constraint: Any) -> tuple[str, str]:
@@ -532,6 +656,76 @@ class _Handler(BaseHTTPRequestHandler):
         if start > end:
             raise _Reject(400, "Interval from %s is after to %s", str(start), str(end))
         return start.isoformat(), end.isoformat()
+
+    # --- label values: validElements (by title, or all of them, in pages) ----------------------
+
+    def _valid_elements(self, url: Any, raw: bytes) -> None:
+        self._require_tt()
+        workspace_id, label = self._label()
+        body = self._json_body(raw)
+        self._logged_body = body
+        request = body.get("validElementsRequest") if isinstance(body, dict) else None
+        if not isinstance(request, dict) or set(request) - {"titles"}:
+            raise _Reject(400, "Expected validElementsRequest with optional titles")
+        titles = request.get("titles")
+        if titles is not None and (
+            not isinstance(titles, list) or not all(isinstance(t, str) for t in titles)
+        ):
+            raise _Reject(400, "validElementsRequest.titles must be a list of strings")
+        answer = self._element_page(workspace_id, label, titles, url.query)
+        detour = list(self.state.config.valid_elements_detour)
+        if not detour:
+            self._send_json(200, answer)
+            return
+        task = secrets.token_hex(6)
+        with self.state.lock:
+            self.state.element_lookups[task] = (detour, answer)
+        self._element_detour(task)
+
+    def _valid_elements_task(self, url: Any, raw: bytes) -> None:
+        """Where a detoured lookup is polled (202) or redirected (303), until its answer."""
+        self._require_tt()
+        with self.state.lock:
+            statuses, answer = self.state.element_lookups.get(self.match["task"], ([], None))
+        if answer is None:
+            raise _Reject(404, "Task %s not found", self.match["task"])
+        if statuses and not self.match["result"]:
+            self._element_detour(self.match["task"])
+            return
+        self._send_json(200, answer)
+
+    def _element_detour(self, task: str) -> None:
+        with self.state.lock:
+            status = self.state.element_lookups[task][0].pop(0)
+        task_uri = f"{self.path.split('?')[0].split('/validElements')[0]}/validElements/tasks/{task}"
+        location = task_uri if status == 202 else f"{task_uri}/result"
+        self._send_json(status, {"uri": location}, {"Location": location})
+
+    def _label(self) -> tuple[str, Label]:
+        workspace_id, workspace = self._workspace()
+        for identifier, label in workspace.labels.items():
+            if identifier in workspace.identifiers and str(label.object_id) == self.match["label"]:
+                return workspace_id, label
+        raise _Reject(
+            404, "Attribute display form %s not found", f"/gdc/md/{workspace_id}/obj/{self.match['label']}"
+        )
+
+    def _element_page(self, workspace_id: str, label: Label, titles: list[str] | None, query: str) -> Any:
+        """One page of values: those with these titles (exact matches), or all; GoodData's paging."""
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        try:
+            offset = int(params.get("offset", "0"))
+            limit = min(int(params.get("limit", "100")), self.state.config.valid_elements_max_page)
+        except ValueError:
+            raise _Reject(400, "offset and limit must be whole numbers") from None
+        matching = [t for t in label.titles if titles is None or t in titles]
+        page = matching[offset : offset + limit]
+        items = [{"element": {"uri": label.element_uri(workspace_id, t), "title": t}} for t in page]
+        paging: dict[str, Any] = {"offset": offset, "count": len(page), "total": len(matching)}
+        if offset + len(page) < len(matching):
+            path = self.path.split("?")[0].split("/validElements")[0]
+            paging["next"] = f"{path}/validElements?offset={offset + len(page)}&limit={limit}"
+        return {"validElements": {"items": items, "paging": paging}}
 
     def _export_result(self, url: Any, raw: bytes) -> None:
         self._require_tt()
@@ -565,7 +759,7 @@ class _Handler(BaseHTTPRequestHandler):
         if report.kind == "bulk":
             blocks = data.iter_bulk_report(export.workspace_id, export.report_id, start, report.size_bytes)
         else:
-            blocks = data.iter_report(export.workspace_id, export.report_id, start, end)
+            blocks = data.iter_report(export.workspace_id, export.report_id, start, end, export.where)
         fault = self._take_fault(BODY_FAULTS)
         budget = fault.after_bytes if fault else None
         for block in blocks:
@@ -644,6 +838,18 @@ class Emulator:
     def calls(self) -> list[tuple[str, int]]:
         """(endpoint, status) of every request so far, e.g. ("login", 200), ("export", 202)."""
         return [(r.endpoint, r.status) for r in self.requests]
+
+    def received_filters(self) -> list[Any]:
+        """The ``context.filters`` of every export started so far, as the client sent them."""
+        starts = [r for r in self.requests if r.endpoint == "execute" and r.status == 201]
+        return [r.body["report_req"].get("context", {}).get("filters", []) for r in starts]
+
+    def label(self, identifier: str, workspace_id: str = DEMO_WORKSPACE) -> Label:
+        """An attribute label of a workspace, to compute the URIs a filter on it must carry."""
+        return self.config.workspaces[workspace_id].labels[identifier]
+
+    def date_label_uri(self, workspace_id: str = DEMO_WORKSPACE) -> str:
+        return self.state.label_uri(workspace_id)
 
     @property
     def live_sessions(self) -> int:

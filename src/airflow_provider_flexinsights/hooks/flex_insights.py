@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +21,7 @@ from airflow_provider_flexinsights import validation
 from airflow_provider_flexinsights.api import ExportStatus, FlexInsightsApi
 from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
 from airflow_provider_flexinsights.exceptions import FlexInsightsDownloadError, FlexInsightsError
+from airflow_provider_flexinsights.filters import ExportFilter
 from airflow_provider_flexinsights.protocol import SuccessBody
 from airflow_provider_flexinsights.session import Session, TransportError
 from airflow_provider_flexinsights.transport import AsyncTransport, SyncTransport
@@ -72,6 +73,15 @@ class FlexInsightsClient:
     def start_export(self, workspace_id: str, report_id: str, date_from: str, date_to: str) -> str:
         """Start a raw export of ``report_id`` for the days ``date_from``..``date_to``; return its URI."""
         return self._transport.run(self._api.start_export(workspace_id, report_id, date_from, date_to))
+
+    def start_filtered_export(
+        self, workspace_id: str, report_id: str, filters: Sequence[ExportFilter]
+    ) -> str:
+        """Start a raw export with one date filter and any attribute filters; return its URI.
+
+        Identifiers and value titles are mapped to URIs first (cached per connection and workspace).
+        """
+        return self._transport.run(self._api.start_filtered_export(workspace_id, report_id, filters))
 
     def check_export(
         self, export_uri: str, success_body: SuccessBody = "stream", *, polls: int = 0
