@@ -29,7 +29,8 @@ CONN_FIELDS: dict[str, Any] = {
     "allow_insecure_http": {
         "label": "Allow plain http:// to a non-loopback host",
         "description": "Only for a test server you trust: the password would travel unencrypted.",
-        "schema": {"type": "boolean", "default": False},
+        # "null" marks it optional: Airflow 3.3's form flags every extra without it as required
+        "schema": {"type": ["boolean", "null"], "default": False},
     },
 }
 

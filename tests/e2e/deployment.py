@@ -120,9 +120,10 @@ class AirflowDeployment:
         except ProcessLookupError:
             pass
 
-    def start_all(self) -> None:
+    def start_all(self, components: tuple[str, ...] = COMPONENTS) -> None:
+        """Migrate the database and start ``components`` (all four unless told otherwise)."""
         self.cli("db", "migrate")
-        for component in COMPONENTS:
+        for component in components:
             self.start(component)
         wait_until(self._api_is_up, timeout=120, what="the api-server to answer")
 
