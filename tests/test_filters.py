@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,10 +41,13 @@ from airflow_provider_flexinsights.filters import (
     parse_filters,
 )
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
+from airflow_provider_flexinsights.operators.flex_insights import ExportSpec
 from airflow_provider_flexinsights.protocol import Reply
 from airflow_provider_flexinsights.session import Credentials, Send, Session, Sleep
 
-from tests.conftest import CONN_ENV, connection_json
+from tests.conftest import CONN_ENV, DagRunResult, connection_json
+
+Run = Callable[..., DagRunResult]
 
 QUEUE = "label.conversations.queue"
 
@@ -625,3 +629,165 @@ def test_another_login_looks_up_again(
     filtered_download(FlexInsightsHook(), FloatingDateRange(-1, -1), AttributeFilter(QUEUE_LABEL, ("Sales",)))
 
     assert {"identifiers", "elements"} <= {e for e, _ in emulator.calls()}  # what a user may see differs
+
+
+# --- the operator: templated filters in real Airflow (dag.test) -------------------------------------
+
+FAST_POLLS = {"poll_interval": 0.05, "max_poll_interval": 0.2}
+LAST_WEEK_OF_SUPPORT = [
+    {"type": "floating", "from": -7, "to": -1},
+    {"identifier": QUEUE_LABEL, "in": ["{{ params.queue }}"]},  # Jinja renders inside filters
+]
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(today=TODAY)])
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
+def test_operator_exports_only_the_rows_its_filters_select(
+    run_export: Run, flex_connection: str, emulator: Emulator, tmp_path: Path, deferrable: bool
+) -> None:
+    run = run_export(
+        report_id=QUEUE_REPORT,
+        filters=LAST_WEEK_OF_SUPPORT,
+        params={"queue": "Support"},
+        destination=str(tmp_path / "support.csv"),
+        deferrable=deferrable,
+        **FAST_POLLS,
+    )
+
+    expected = render_report(DEMO_WORKSPACE, QUEUE_REPORT, *LAST_WEEK, where={"Queue": {"Support"}})
+    assert run.task_state == "success"
+    assert (tmp_path / "support.csv").read_bytes() == expected
+    assert {line.split(b'","')[0] for line in expected.splitlines()[1:]} == {b'"Support'}
+    assert emulator.received_filters() == [
+        [
+            {"uri": emulator.date_label_uri(), "constraint": {"type": "floating", "from": -7, "to": -1}},
+            {
+                "uri": emulator.label(QUEUE_LABEL).uri(DEMO_WORKSPACE),
+                "constraint": {"type": "list", "elements": element_uris(emulator, QUEUE_LABEL, "Support")},
+            },
+        ]
+    ]
+    assert run.result is not None
+    assert {k: run.result[k] for k in ("date_from", "date_to", "filters")} == {
+        "date_from": None,  # the server picks the days of a floating range
+        "date_to": None,
+        "filters": [
+            {"type": "floating", "from": -7, "to": -1},
+            {"identifier": QUEUE_LABEL, "in": ["Support"]},
+        ],
+    }
+    assert emulator.live_sessions == 0
+
+
+def test_operator_with_value_filters_keeps_the_default_dates(
+    run_export: Run, flex_connection: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    run = run_export(
+        logical_date="2024-03-02",
+        report_id=QUEUE_REPORT,
+        filters=[{"identifier": CHANNEL_LABEL, "not_in": ["sms", "chat"]}],
+        destination=str(tmp_path / "voice.csv"),
+        deferrable=False,
+        **FAST_POLLS,
+    )
+
+    assert run.task_state == "success"
+    (sent,) = emulator.received_filters()
+    assert sent[0]["constraint"] == {"type": "interval", "from": "2024-03-02", "to": "2024-03-02"}
+    assert sent[1]["constraint"]["elements"] == element_uris(emulator, CHANNEL_LABEL, "voice")
+    where = {"Channel": {"voice"}}
+    expected = render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-02", "2024-03-02", where=where)
+    assert (tmp_path / "voice.csv").read_bytes() == expected
+    assert run.result is not None and run.result["date_from"] == "2024-03-02"
+    assert run.result["filters"] == [{"identifier": CHANNEL_LABEL, "not_in": ["sms", "chat"]}]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"filters": [{"identifier": QUEUE_LABEL, "in": ["Sales"], "not_in": ["Support"]}]},
+            "filters[0] has both 'in' and 'not_in'; use one per filter.",
+        ),
+        (
+            {"filters": [{"identifier": QUEUE_LABEL, "valeus": ["Sales"]}]},
+            "filters[0] has unknown key 'valeus'",
+        ),
+        ({"filters": [{"identifier": QUEUE_LABEL, "in": []}]}, "filters[0] 'in' is empty"),
+        (
+            {"filters": [{"type": "floating", "from": 0, "to": -7}]},
+            "filters[0] has 'from' (0) after 'to' (-7)",
+        ),
+        (
+            {"filters": [{"type": "floating", "from": -7, "to": -1}], "date_from": "2024-03-01"},
+            "filters has a date filter (floating) and date_from/date_to are set too",
+        ),
+        ({"filters": {"identifier": QUEUE_LABEL}}, "filters must be a list of dicts"),
+    ],
+    ids=["in-and-not_in", "unknown-key", "empty-list", "from-after-to", "floating-and-dates", "not-a-list"],
+)
+def test_operator_rejects_bad_filters_before_any_request(
+    run_export: Run,
+    flex_connection: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    overrides: dict[str, Any],
+    message: str,
+) -> None:
+    run = run_export(retries=3, report_id=QUEUE_REPORT, destination=str(tmp_path / "out.csv"), **overrides)
+
+    assert run.task_state == "failed"  # not up_for_retry: a retry cannot fix the DAG
+    assert message in capfd.readouterr().out
+    assert emulator.requests == []
+
+
+def test_operator_fails_an_unknown_value_with_close_matches_and_no_export(
+    run_export: Run,
+    flex_connection: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    run = run_export(
+        retries=3,
+        report_id=QUEUE_REPORT,
+        filters=[{"identifier": QUEUE_LABEL, "in": ["Retension"]}],
+        destination=str(tmp_path / "out.csv"),
+    )
+
+    assert run.task_state == "failed"
+    assert f"Flex Insights has no value 'Retension' (close matches: 'Retention') for {QUEUE_LABEL}" in (
+        capfd.readouterr().out
+    )
+    assert "execute" not in [e for e, _ in emulator.calls()] and not (tmp_path / "out.csv").exists()
+
+
+def test_a_second_filtered_export_in_the_process_looks_nothing_up(
+    run_export: Run, flex_connection: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    kwargs = {"report_id": QUEUE_REPORT, "filters": LAST_WEEK_OF_SUPPORT, "params": {"queue": "Support"}}
+    run_export(destination=str(tmp_path / "a.csv"), deferrable=False, **kwargs, **FAST_POLLS)
+    emulator.clear_requests()
+
+    run = run_export(destination=str(tmp_path / "b.csv"), deferrable=False, **kwargs, **FAST_POLLS)
+
+    assert run.task_state == "success"
+    assert not {"identifiers", "elements"} & {e for e, _ in emulator.calls()}
+
+
+def spec(*filters: Any, date_from: str | None = None) -> ExportSpec:
+    date = DateInterval(date_from, date_from) if date_from else FloatingDateRange(-7, -1)
+    return ExportSpec.of(DEMO_WORKSPACE, QUEUE_REPORT, date, tuple(filters), "/tmp/x.csv")
+
+
+def test_the_filters_are_part_of_an_exports_identity() -> None:
+    sales, support = AttributeFilter(QUEUE_LABEL, ("Sales",)), AttributeFilter(QUEUE_LABEL, ("Support",))
+
+    assert spec(sales).identity() != spec(support).identity()  # a retry does not reuse the other export
+    assert spec(sales).identity() != spec(sales, date_from="2024-03-01").identity()
+    assert json.loads(json.dumps(spec(sales).identity())) == spec(sales).identity()  # JSON-able, stable
+    assert spec(sales).describe() == (
+        f"report {QUEUE_REPORT} in workspace {DEMO_WORKSPACE} for days -7..-1 relative to today "
+        f"where {QUEUE_LABEL} in ['Sales']"
+    )

@@ -61,6 +61,7 @@ def test_export_writes_the_csv_and_returns_a_small_result(
         "report_id": QUEUE_REPORT,
         "date_from": "2024-02-01",
         "date_to": "2024-02-03",
+        "filters": [],
     }
     assert run.result["export_uri"].startswith(f"/gdc/projects/{DEMO_WORKSPACE}/execute/raw/")
     assert [p.name for p in written.parent.iterdir()] == [written.name]  # no temporary left behind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import time
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,14 @@ from airflow_provider_flexinsights.exceptions import (
     FlexInsightsExportGoneError,
     FlexInsightsInputError,
 )
+from airflow_provider_flexinsights.filters import (
+    AttributeFilter,
+    DateFilter,
+    DateInterval,
+    ExportFilter,
+    choose_date_filter,
+    parse_filters,
+)
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient, FlexInsightsHook
 from airflow_provider_flexinsights.protocol import ExportState
 
@@ -44,22 +53,49 @@ _DEFERRAL_TIMEOUT_MARGIN = dt.timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """What to export and where, rendered and validated."""
+    """What to export and where, rendered and validated.
+
+    ``date_from``/``date_to`` hold an absolute interval; they are None when a floating range in
+    ``filters`` picks the days. ``filters`` holds everything beyond them (a floating range,
+    attribute filters), so the retry-reuse of an export and the XCom result both see them.
+    """
 
     workspace_id: str
     report_id: str
-    date_from: str
-    date_to: str
+    date_from: str | None
+    date_to: str | None
     destination: str
+    filters: tuple[ExportFilter, ...] = ()
 
-    def identity(self) -> dict[str, str]:
-        """What makes two exports the same: everything but where the CSV goes."""
-        return {k: v for k, v in asdict(self).items() if k != "destination"}
+    @classmethod
+    def of(
+        cls,
+        workspace_id: str,
+        report_id: str,
+        date: DateFilter,
+        attributes: tuple[AttributeFilter, ...],
+        destination: str,
+    ) -> ExportSpec:
+        if isinstance(date, DateInterval):
+            return cls(workspace_id, report_id, date.date_from, date.date_to, destination, attributes)
+        return cls(workspace_id, report_id, None, None, destination, (date, *attributes))
+
+    def export_filters(self) -> list[ExportFilter]:
+        """Every filter the export request carries: the date one first."""
+        if self.date_from is not None and self.date_to is not None:
+            return [DateInterval(self.date_from, self.date_to), *self.filters]
+        return list(self.filters)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two exports the same: everything but where the CSV goes (JSON-able)."""
+        fields = {k: v for k, v in asdict(self).items() if k not in ("destination", "filters")}
+        return {**fields, "filters": [f.to_dict() for f in self.filters]}
 
     def describe(self) -> str:
-        return (
-            f"report {self.report_id} in workspace {self.workspace_id} for {self.date_from}..{self.date_to}"
-        )
+        dates = [f.describe() for f in self.export_filters() if not isinstance(f, AttributeFilter)]
+        text = f"report {self.report_id} in workspace {self.workspace_id} for {dates[0]}"
+        attributes = [f.describe() for f in self.filters if isinstance(f, AttributeFilter)]
+        return f"{text} where {' and '.join(attributes)}" if attributes else text
 
 
 class FlexInsightsExportOperator(BaseOperator):
@@ -81,6 +117,11 @@ class FlexInsightsExportOperator(BaseOperator):
         run's ``data_interval_start``.
     :param date_to: last day, ``YYYY-MM-DD``, inclusive. Templated. Defaults to the day before
         ``data_interval_end`` (the end is exclusive), or the start's day for a zero-length interval.
+    :param filters: more filters, as plain dicts: ``{"type": "floating", "from": -7, "to": -1}``
+        (days relative to the workspace's today; replaces the default interval, and excludes
+        ``date_from``/``date_to``), ``{"type": "interval", "from": ..., "to": ...}``, and
+        ``{"identifier": "label.conversations.queue", "in": ["Sales"]}`` (or ``"not_in"``; values
+        as reports show them). Templated; checked after rendering, before any request.
     :param flex_insights_conn_id: the ``flex_insights`` connection.
     :param deferrable: wait in the triggerer instead of the worker. Defaults to
         ``[operators] default_deferrable``.
@@ -93,7 +134,14 @@ class FlexInsightsExportOperator(BaseOperator):
         from the start before the task fails (nothing is written meanwhile).
     """
 
-    template_fields: Sequence[str] = ("report_id", "workspace_id", "date_from", "date_to", "destination")
+    template_fields: Sequence[str] = (
+        "report_id",
+        "workspace_id",
+        "date_from",
+        "date_to",
+        "destination",
+        "filters",
+    )
     ui_color = "#f22f46"
 
     def __init__(
@@ -104,6 +152,7 @@ class FlexInsightsExportOperator(BaseOperator):
         workspace_id: str | None = None,
         date_from: str | None = None,
         date_to: str | None = None,
+        filters: list[dict[str, Any]] | None = None,
         flex_insights_conn_id: str = FlexInsightsHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 1.0,
@@ -123,6 +172,7 @@ class FlexInsightsExportOperator(BaseOperator):
         self.workspace_id = workspace_id
         self.date_from = date_from
         self.date_to = date_to
+        self.filters = filters
         self.flex_insights_conn_id = flex_insights_conn_id
         self.deferrable = deferrable
         self.poll_interval = poll_interval
@@ -168,12 +218,13 @@ class FlexInsightsExportOperator(BaseOperator):
         """The rendered, validated parameters; raises FlexInsightsInputError before any request."""
         report_id = validation.report_id(self.report_id)
         destination = validation.destination(self.destination)
-        if self.date_from is None and self.date_to is None:
-            date_from, date_to = validation.dates_from_data_interval(
-                context.get("data_interval_start"), context.get("data_interval_end")
-            )
-        else:
-            date_from, date_to = validation.date_range(self.date_from, self.date_to)
+        parsed = parse_filters(self.filters)
+        data_interval = functools.partial(
+            validation.dates_from_data_interval,
+            context.get("data_interval_start"),
+            context.get("data_interval_end"),
+        )
+        date = choose_date_filter(parsed.date, self.date_from, self.date_to, data_interval)
         workspace = self.workspace_id or self.hook.settings.workspace_id
         if workspace is None:
             raise FlexInsightsInputError(
@@ -181,7 +232,7 @@ class FlexInsightsExportOperator(BaseOperator):
                 f"of connection {self.flex_insights_conn_id!r}."
             )
         workspace = validation.workspace_id(workspace)
-        return ExportSpec(workspace, report_id, date_from, date_to, destination)
+        return ExportSpec.of(workspace, report_id, date, parsed.attributes, destination)
 
     # --- starting, reusing and replacing exports -------------------------------------------------
 
@@ -206,7 +257,7 @@ class FlexInsightsExportOperator(BaseOperator):
         return None
 
     def _start(self, client: FlexInsightsClient, spec: ExportSpec, context: Context) -> ExportStatus:
-        export_uri = client.start_export(spec.workspace_id, spec.report_id, spec.date_from, spec.date_to)
+        export_uri = client.start_filtered_export(spec.workspace_id, spec.report_id, spec.export_filters())
         self.log.info("Started the Flex Insights export of %s: %s", spec.describe(), export_uri)
         remembered = _task_state_store(context)
         if remembered is not None:
