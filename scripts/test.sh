@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
-# The test command: lint, format check, type check, then the test suite (emulator + real Airflow).
+# The test command: lint, format check, type check, then the test suite (emulator + real Airflow)
+# on the newest supported Airflow (3.3), then again on the oldest (3.1) without the deployment
+# tests (tests/e2e: browser, scheduler, triggerer) and the benchmark smoke runs.
+#
+#   scripts/test.sh [pytest args]        both Airflow versions
+#   AIRFLOW_VERSIONS=newest scripts/test.sh [pytest args]    3.3 only, for a quicker local loop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-scripts/install-browser.sh  # Chromium for tests/e2e/test_connection_form.py
 .venv/bin/ruff check src tests example_dags scripts benchmarks
 .venv/bin/ruff format --check src tests example_dags scripts benchmarks
 .venv/bin/mypy
+
+echo "=== Airflow $(.venv/bin/python -c 'import airflow; print(airflow.__version__)') ===" >&2
 .venv/bin/python -m pytest "$@"
+
+if [ "${AIRFLOW_VERSIONS:-both}" != newest ]; then
+  scripts/bootstrap.sh oldest
+  echo "=== Airflow $(.venv-airflow-3.1/bin/python -c 'import airflow; print(airflow.__version__)') ===" >&2
+  .venv-airflow-3.1/bin/python -m pytest --ignore=tests/e2e --ignore=tests/test_benchmarks.py \
+    -p no:cacheprovider "$@"
+fi

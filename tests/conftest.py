@@ -14,6 +14,7 @@ import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ from airflow_provider_flexinsights.emulator import (  # noqa: E402
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow-core").split(".")[:2])
+
+requires_task_state_store = pytest.mark.skipif(
+    AIRFLOW_VERSION < (3, 3),
+    reason="Airflow < 3.3 has no task state store: there a retried task starts a new export (README).",
+)
 CONN_ENV = "AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT"
 
 

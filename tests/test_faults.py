@@ -27,7 +27,7 @@ from airflow_provider_flexinsights.emulator import (
     render_report,
 )
 
-from tests.conftest import CONN_ENV, DagRunResult, connection_json, secrets_in
+from tests.conftest import CONN_ENV, DagRunResult, connection_json, requires_task_state_store, secrets_in
 
 DATES = ("2024-03-01", "2024-03-03")  # three days: about 120 kB, several chunks
 EXPECTED = render_report(DEMO_WORKSPACE, QUEUE_REPORT, *DATES)
@@ -237,6 +237,7 @@ def rendered_fields(dag_id: str) -> list[str]:
     "emulator_config",
     [EmulatorConfig(pending_polls=1, faults=[Fault("export", "reset", after_bytes=MID_BODY, count=3)])],
 )
+@requires_task_state_store
 def test_a_task_retry_reuses_the_export_instead_of_running_the_report_again(
     run_export: Callable[..., DagRunResult], flex_connection: str, emulator: Emulator, tmp_path: Path
 ) -> None:
