@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
 import pytest
 
-from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT, Emulator, render_report
+from airflow_provider_flexinsights.emulator import (
+    DEMO_WORKSPACE,
+    QUEUE_LABEL,
+    QUEUE_REPORT,
+    Emulator,
+    EmulatorConfig,
+    render_report,
+)
 
 from tests.conftest import REPO_ROOT, dag_bag, run_dag_file
 
@@ -42,3 +50,39 @@ def test_daily_export_writes_the_previous_complete_day(
     assert csv.read_bytes() == render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01")
     assert run.result is not None and run.result["path"] == str(csv)
     assert any("httpx" in r.user_agent for r in emulator.requests)  # it deferred: the trigger polled
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(today=dt.date(2024, 3, 11))])
+def test_filtered_example_exports_one_queue_for_the_previous_seven_days(
+    airflow_db: Path,
+    flex_connection: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR", str(tmp_path))
+    dag_file = airflow_db / "dags" / "example_flex_insights_filtered.py"
+    shutil.copy(REPO_ROOT / "example_dags" / "example_flex_insights_filtered.py", dag_file)
+    try:
+        run = run_dag_file(dag_file, "example_flex_insights_filtered", "2024-03-11")
+    finally:
+        dag_file.unlink()
+
+    csv = tmp_path / "queue_last_week" / "Support" / "2024-03-11.csv"
+    queue = emulator.label(QUEUE_LABEL)
+    assert run.task_state == "success"
+    assert emulator.received_filters() == [
+        [
+            {"uri": emulator.date_label_uri(), "constraint": {"type": "floating", "from": -7, "to": -1}},
+            {
+                "uri": queue.uri(DEMO_WORKSPACE),
+                "constraint": {"type": "list", "elements": [queue.element_uri(DEMO_WORKSPACE, "Support")]},
+            },
+        ]
+    ]
+    # Monday 2024-03-11: the previous Monday..Sunday, Support rows only
+    expected = render_report(
+        DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-04", "2024-03-10", where={"Queue": {"Support"}}
+    )
+    assert csv.read_bytes() == expected
+    assert {line.split(b'","')[0] for line in expected.splitlines()[1:]} == {b'"Support'}
