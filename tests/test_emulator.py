@@ -187,3 +187,146 @@ def test_faults_can_be_limited_to_one_workspace(api: requests.Session, emulator:
         return post(api, emulator, f"/gdc/md/{workspace}/identifiers", {"identifierToUri": []}).status_code
 
     assert (resolve(DEMO_WORKSPACE), resolve(other)) == (200, 503)
+
+
+# --- Discovery: the metadata API (report list, object lookups) -----------------------------------
+
+QUERY_REPORTS = f"/gdc/md/{DEMO_WORKSPACE}/query/reports"
+UNKNOWN_WORKSPACE = "abcdefghijklmnopqrstuvwxyz012345"
+
+
+def test_report_list_has_every_known_report_with_title_and_last_change(
+    api: requests.Session, emulator: Emulator
+) -> None:
+    from airflow_provider_flexinsights.emulator import AGENT_REPORT, CHANNEL_REPORT, EMPTY_REPORT
+
+    answer = api.get(f"{emulator.url}{QUERY_REPORTS}")
+
+    assert answer.status_code == 200 and answer.headers["X-GDC-Request"].startswith("emu-")
+    entries = answer.json()["query"]["entries"]
+    assert [e["link"] for e in entries] == [
+        f"/gdc/md/{DEMO_WORKSPACE}/obj/{report}"
+        for report in (QUEUE_REPORT, EMPTY_REPORT, AGENT_REPORT, CHANNEL_REPORT)
+    ]
+    queue = entries[0]
+    assert queue["title"] == "Queue performance, 15 minute intervals"
+    assert queue["updated"] == "2024-03-14 16:42:07" and queue["category"] == "report"
+    assert queue["author"].startswith("/gdc/account/profile/") and len(queue["identifier"]) == 12
+    assert answer.json()["query"]["meta"]["category"] == "MD::Query::Object"
+    assert emulator.calls()[-1] == ("query", 200)
+
+
+def test_report_list_includes_reports_added_to_the_workspace(
+    api: requests.Session, emulator: Emulator
+) -> None:
+    from airflow_provider_flexinsights.emulator import BULK_REPORT, Report
+
+    bulk = Report("Bulk queue report", kind="bulk", size_bytes=1, updated="2024-05-01 00:00:00")
+    emulator.config.workspaces[DEMO_WORKSPACE].reports[BULK_REPORT] = bulk
+
+    entries = api.get(f"{emulator.url}{QUERY_REPORTS}").json()["query"]["entries"]
+
+    assert (entries[-1]["link"].rsplit("/", 1)[-1], entries[-1]["title"], entries[-1]["updated"]) == (
+        BULK_REPORT,
+        "Bulk queue report",
+        "2024-05-01 00:00:00",
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/gdc/md/{UNKNOWN_WORKSPACE}/query/reports",
+        f"/gdc/md/{UNKNOWN_WORKSPACE}/obj/{QUEUE_REPORT}",
+    ],
+    ids=["report-list", "object"],
+)
+def test_metadata_of_an_unknown_workspace_is_a_404_naming_it(
+    api: requests.Session, emulator: Emulator, path: str
+) -> None:
+    answer = api.get(f"{emulator.url}{path}")
+    error = answer.json()["error"]
+
+    assert answer.status_code == 404
+    assert error["message"] % tuple(error["parameters"]) == (
+        f"Project '{UNKNOWN_WORKSPACE}' does not exist or you have no access to it"
+    )
+
+
+def test_a_report_object_carries_its_meta(api: requests.Session, emulator: Emulator) -> None:
+    listed = api.get(f"{emulator.url}{QUERY_REPORTS}").json()["query"]["entries"][0]
+
+    answer = api.get(f"{emulator.url}{REPORT}")
+
+    meta = answer.json()["report"]["meta"]
+    assert answer.status_code == 200
+    assert meta["uri"] == REPORT and meta["category"] == "report"
+    assert {k: meta[k] for k in ("title", "updated", "identifier")} == {
+        k: listed[k] for k in ("title", "updated", "identifier")
+    }
+
+
+def test_the_label_of_a_known_identifier_is_an_object_by_uri_and_by_identifier(
+    api: requests.Session, emulator: Emulator
+) -> None:
+    label = post(
+        api, emulator, f"/gdc/md/{DEMO_WORKSPACE}/identifiers", {"identifierToUri": ["date.date.mmddyyyy"]}
+    ).json()["identifiers"][0]["uri"]
+
+    by_uri = api.get(f"{emulator.url}{label}").json()
+    by_identifier = api.get(
+        f"{emulator.url}/gdc/md/{DEMO_WORKSPACE}/obj/identifier:date.date.mmddyyyy"
+    ).json()
+
+    meta = by_uri["attributeDisplayForm"]["meta"]
+    assert by_identifier == by_uri
+    assert (meta["uri"], meta["identifier"], meta["category"]) == (
+        label,
+        "date.date.mmddyyyy",
+        "attributeDisplayForm",
+    )
+    assert meta["title"] == "Date (mm/dd/yyyy)"
+
+
+def test_each_attribute_label_is_its_own_object_titled_like_its_column(
+    api: requests.Session, emulator: Emulator
+) -> None:
+    from airflow_provider_flexinsights.emulator import CHANNEL_LABEL, QUEUE_LABEL
+
+    identifiers = {"identifierToUri": ["date.date.mmddyyyy", QUEUE_LABEL, CHANNEL_LABEL]}
+    uris = {
+        item["identifier"]: item["uri"]
+        for item in post(api, emulator, f"/gdc/md/{DEMO_WORKSPACE}/identifiers", identifiers).json()[
+            "identifiers"
+        ]
+    }
+
+    metas = {
+        i: api.get(f"{emulator.url}{uri}").json()["attributeDisplayForm"]["meta"] for i, uri in uris.items()
+    }
+
+    assert len(set(uris.values())) == 3
+    assert {i: (m["identifier"], m["title"], m["uri"]) for i, m in metas.items()} == {
+        "date.date.mmddyyyy": ("date.date.mmddyyyy", "Date (mm/dd/yyyy)", uris["date.date.mmddyyyy"]),
+        QUEUE_LABEL: (QUEUE_LABEL, "Queue", uris[QUEUE_LABEL]),
+        CHANNEL_LABEL: (CHANNEL_LABEL, "Channel", uris[CHANNEL_LABEL]),
+    }
+
+
+@pytest.mark.parametrize("object_id", ["999999", "identifier:label.nowhere", "identifier:"])
+def test_unknown_objects_are_a_strict_404(api: requests.Session, emulator: Emulator, object_id: str) -> None:
+    answer = api.get(f"{emulator.url}/gdc/md/{DEMO_WORKSPACE}/obj/{object_id}")
+    error = answer.json()["error"]
+
+    assert answer.status_code == 404
+    assert error["message"] % tuple(error["parameters"]) == (
+        f"Object /gdc/md/{DEMO_WORKSPACE}/obj/{object_id} not found"
+    )
+
+
+@pytest.mark.parametrize("path", [QUERY_REPORTS, REPORT])
+def test_metadata_needs_a_valid_tt(emulator: Emulator, path: str) -> None:
+    answer = requests.get(f"{emulator.url}{path}", timeout=5)
+
+    assert answer.status_code == 401
+    assert "cookie=GDCAuthTT" in answer.headers["WWW-Authenticate"]

@@ -338,3 +338,123 @@ def test_logout_is_retried_briefly_and_never_fails_the_work(flex_connection: str
         client.verify_access()
 
     assert emulator.calls() == [("login", 200), ("token", 200), ("profile", 200), *[("logout", 503)] * 3]
+
+
+# --- Discovery: reports, identifiers and objects through the same session ----------------------
+
+UNKNOWN_WORKSPACE = "abcdefghijklmnopqrstuvwxyz012345"
+
+
+def test_list_reports_gives_ids_titles_and_last_changes(flex_connection: str, emulator: Emulator) -> None:
+    import datetime as dt
+
+    with FlexInsightsHook().session() as client:
+        reports = client.list_reports(DEMO_WORKSPACE)
+
+    queue = reports[0]
+    assert [r.id for r in reports] == [QUEUE_REPORT, EMPTY_REPORT, "3035645", "3035646"]
+    assert queue.title == "Queue performance, 15 minute intervals"
+    assert queue.updated == dt.datetime(2024, 3, 14, 16, 42, 7)
+    assert queue.uri == f"/gdc/md/{DEMO_WORKSPACE}/obj/{QUEUE_REPORT}"
+    assert queue.summary and queue.author.startswith("/gdc/account/profile/") and queue.identifier
+    assert emulator.calls() == [("login", 200), ("token", 200), ("query", 200), ("logout", 204)]
+
+
+def test_list_reports_of_an_unknown_workspace_names_it_and_what_to_check(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    with pytest.raises(FlexInsightsNotFoundError) as caught, FlexInsightsHook().session() as client:
+        client.list_reports(UNKNOWN_WORKSPACE)
+
+    message = str(caught.value)
+    assert message.startswith(f"Flex Insights could not list the reports of workspace {UNKNOWN_WORKSPACE} ")
+    assert f"Project '{UNKNOWN_WORKSPACE}' does not exist" in message and "request id emu-" in message
+    assert message.endswith(
+        "Check the workspace id (the 32 characters after /projects/ in the Analytics "
+        "Portal URL) and that the connection's user has access to it."
+    )
+    assert message.count(". ") == 1  # one sentence of what failed, one of what to do
+    assert [c for c in emulator.calls() if c[0] == "query"] == [("query", 404)]  # not retried
+
+
+def test_discovery_renews_an_expired_tt_like_every_request(flex_connection: str, emulator: Emulator) -> None:
+    with FlexInsightsHook().session() as client:
+        client.verify_access()
+        emulator.expire_temporary_tokens()
+        client.list_reports(DEMO_WORKSPACE)
+
+    assert emulator.calls()[3:] == [("query", 401), ("token", 200), ("query", 200), ("logout", 204)]
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(faults=[Fault("query", status=503, count=2)])])
+def test_discovery_retries_transient_failures_with_backoff(flex_connection: str, emulator: Emulator) -> None:
+    with FlexInsightsHook(retry_policy=RetryPolicy(base_delay=0.01)).session() as client:
+        assert len(client.list_reports(DEMO_WORKSPACE)) == 4
+
+    assert [c for c in emulator.calls() if c[0] == "query"] == [("query", 503)] * 2 + [("query", 200)]
+
+
+def test_lookup_identifiers_asks_once_for_all_and_leaves_unknown_ones_out(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    with FlexInsightsHook().session() as client:
+        first = client.lookup_identifiers(DEMO_WORKSPACE, ["date.date.mmddyyyy", "label.nowhere"])
+        again = client.lookup_identifiers(DEMO_WORKSPACE, ["date.date.mmddyyyy"])
+
+    assert list(first) == ["date.date.mmddyyyy"] and again == {
+        "date.date.mmddyyyy": first["date.date.mmddyyyy"]
+    }
+    assert first["date.date.mmddyyyy"].startswith(f"/gdc/md/{DEMO_WORKSPACE}/obj/")
+    identifiers = [r.body for r in emulator.requests if r.endpoint == "identifiers"]
+    assert identifiers == [  # uncached: discovery shows what the server says now
+        {"identifierToUri": ["date.date.mmddyyyy", "label.nowhere"]},
+        {"identifierToUri": ["date.date.mmddyyyy"]},
+    ]
+
+
+def test_lookup_identifiers_in_an_unknown_workspace_names_it(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    with (
+        pytest.raises(
+            FlexInsightsNotFoundError, match=f"in workspace {UNKNOWN_WORKSPACE} .*Check the workspace id"
+        ),
+        FlexInsightsHook().session() as client,
+    ):
+        client.lookup_identifiers(UNKNOWN_WORKSPACE, ["date.date.mmddyyyy"])
+
+
+def test_describe_object_reads_reports_and_labels(flex_connection: str, emulator: Emulator) -> None:
+    from airflow_provider_flexinsights.protocol import object_id
+
+    with FlexInsightsHook().session() as client:
+        report = client.describe_object(DEMO_WORKSPACE, QUEUE_REPORT)
+        label_uri = client.lookup_identifiers(DEMO_WORKSPACE, ["date.date.mmddyyyy"])["date.date.mmddyyyy"]
+        label = client.describe_object(DEMO_WORKSPACE, object_id(label_uri))
+
+    assert (report.id, report.category, report.title) == (
+        QUEUE_REPORT,
+        "report",
+        "Queue performance, 15 minute intervals",
+    )
+    assert (label.uri, label.category, label.identifier, label.title) == (
+        label_uri,
+        "attributeDisplayForm",
+        "date.date.mmddyyyy",
+        "Date (mm/dd/yyyy)",
+    )
+
+
+def test_describe_an_unknown_object_says_which_and_what_to_check(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    with pytest.raises(FlexInsightsNotFoundError) as caught, FlexInsightsHook().session() as client:
+        client.describe_object(DEMO_WORKSPACE, "999999")
+
+    assert str(caught.value).startswith(
+        f"Flex Insights could not read object 999999 in workspace {DEMO_WORKSPACE} (HTTP 404: "
+        f"Object /gdc/md/{DEMO_WORKSPACE}/obj/999999 not found) [request id emu-"
+    )
+    assert str(caught.value).endswith(
+        "Check the object id (the number after /obj/ in its URI) and the workspace id."
+    )

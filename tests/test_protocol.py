@@ -115,3 +115,94 @@ def test_an_export_ready_after_40_seconds_needs_at_most_15_polls() -> None:
             if waited >= 40:
                 break
         assert polls <= 15
+
+
+# --- Discovery: report listing and object lookups -------------------------------------------------
+
+WS = "flexinsightsdemoworkspace0000001"
+
+
+def test_discovery_requests_are_authorized_gets_of_the_metadata_api() -> None:
+    reports, report = protocol.list_reports(WS), protocol.read_object(WS, "3035643")
+
+    assert (reports.method, reports.path, reports.auth) == (
+        "GET",
+        f"/gdc/md/{WS}/query/reports",
+        protocol.Auth.TT,
+    )
+    assert (report.method, report.path, report.auth) == ("GET", f"/gdc/md/{WS}/obj/3035643", protocol.Auth.TT)
+    assert reports.action == f"list the reports of workspace {WS}"
+    assert report.action == f"read object 3035643 in workspace {WS}"
+
+
+def test_report_list_reads_ids_titles_and_last_changes_from_the_gooddata_query_shape() -> None:
+    import datetime as dt
+
+    entry = {
+        "link": f"/gdc/md/{WS}/obj/3035643",
+        "title": "Queue performance",
+        "updated": "2024-03-14 16:42:07",
+        "summary": "Per queue",
+        "author": "/gdc/account/profile/abc",
+        "identifier": "aaeR8ZV3gsZh",
+        "category": "report",
+        "deprecated": "0",
+        "tags": "",
+    }
+    bare = {"link": f"/gdc/md/{WS}/obj/7", "title": "Bare", "updated": "yesterday-ish"}
+    answer = reply(200, {"query": {"entries": [entry, bare], "meta": {"category": "MD::Query::Object"}}})
+
+    first, second = protocol.read_report_list(answer)
+
+    assert first == protocol.ReportSummary(
+        id="3035643",
+        uri=f"/gdc/md/{WS}/obj/3035643",
+        title="Queue performance",
+        updated=dt.datetime(2024, 3, 14, 16, 42, 7),
+        identifier="aaeR8ZV3gsZh",
+        summary="Per queue",
+        author="/gdc/account/profile/abc",
+    )
+    assert (second.id, second.title, second.updated, second.identifier) == ("7", "Bare", None, "")
+
+
+def test_metadata_object_is_read_from_meta_whatever_its_category() -> None:
+    import datetime as dt
+
+    meta = {
+        "uri": f"/gdc/md/{WS}/obj/4037",
+        "title": "Date (mm/dd/yyyy)",
+        "identifier": "date.date.mmddyyyy",
+        "category": "attributeDisplayForm",
+        "updated": "2023-06-01 00:00:00",
+    }
+    answer = reply(200, {"attributeDisplayForm": {"content": {"default": 1}, "meta": meta}})
+
+    assert protocol.read_metadata_object(answer) == protocol.MetadataObject(
+        id="4037",
+        uri=f"/gdc/md/{WS}/obj/4037",
+        title="Date (mm/dd/yyyy)",
+        category="attributeDisplayForm",
+        identifier="date.date.mmddyyyy",
+        updated=dt.datetime(2023, 6, 1),
+    )
+
+
+@pytest.mark.parametrize(
+    ("read", "body"),
+    [
+        (protocol.read_report_list, {"entries": []}),
+        (protocol.read_report_list, {"query": {"entries": [{"title": "no link"}]}}),
+        (protocol.read_metadata_object, {"report": {"content": {}}}),
+        (protocol.read_metadata_object, {"a": {"meta": {}}, "b": {"meta": {}}}),
+    ],
+    ids=["no-query", "entry-without-link", "no-meta", "two-objects"],
+)
+def test_unexpected_answer_shapes_are_one_sentence_with_the_request_id(read: object, body: object) -> None:
+    with pytest.raises(protocol.FlexInsightsApiError, match=r"shape .* \[request id req-9\]; please report"):
+        read(reply(200, body, X_GDC_Request="req-9"))  # type: ignore[operator]
+
+
+def test_object_id_is_the_last_segment_of_an_object_uri() -> None:
+    assert protocol.object_id(f"/gdc/md/{WS}/obj/3035643") == "3035643"
+    assert protocol.object_id(f"/gdc/md/{WS}/obj/3035643/") == "3035643"

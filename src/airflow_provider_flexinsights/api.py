@@ -108,6 +108,36 @@ class FlexInsightsApi:
                 return status
         raise AssertionError("unreachable")  # pragma: no cover
 
+    # --- Discovery: reports, identifiers and objects of a workspace ----------------------------
+
+    def list_reports(self, workspace_id: str) -> Flow[list[protocol.ReportSummary]]:
+        """Every report of the workspace with its title and last change, in the server's order."""
+        request = protocol.list_reports(workspace_id)
+        reply = yield from self._send_in_workspace(request, protocol.WORKSPACE_HINT)
+        return protocol.read_report_list(reply)
+
+    def lookup_identifiers(self, workspace_id: str, identifiers: list[str]) -> Flow[dict[str, str]]:
+        """Identifier -> object URI for those the workspace knows (unknown ones are absent).
+
+        One request for all of them, and uncached: discovery wants what the server says now.
+        """
+        request = protocol.resolve_identifiers(workspace_id, identifiers)
+        reply = yield from self._send_in_workspace(request, protocol.WORKSPACE_HINT)
+        return protocol.read_identifiers(reply)
+
+    def describe_object(self, workspace_id: str, object_id: str) -> Flow[protocol.MetadataObject]:
+        """The title, identifier and category of one object (a report, a label...)."""
+        request = protocol.read_object(workspace_id, object_id)
+        reply = yield from self._send_in_workspace(request, protocol.OBJECT_HINT)
+        return protocol.read_metadata_object(reply)
+
+    def _send_in_workspace(self, request: protocol.Request, not_found_hint: str) -> Flow[protocol.Reply]:
+        """Send with the session's renewal and retries; a 404 says what to check, not the default."""
+        reply = yield from self.session.send(request, passthrough=frozenset({404}))
+        if reply.status == 404:
+            raise protocol.error_for(request, reply, hint=not_found_hint)
+        return reply
+
     # --- Filters: identifiers and value titles to workspace URIs, cached --------------------------
 
     def start_filtered_export(

@@ -7,6 +7,7 @@ trigger share every decision made here. See ``shared/flex-insights-api.md`` for 
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import enum
 import json
@@ -435,3 +436,114 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         return value
     lowered = name.lower()
     return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+# --- Discovery: the metadata API (reports, identifiers, objects) ------------------------------
+
+WORKSPACE_HINT = (
+    "Check the workspace id (the 32 characters after /projects/ in the Analytics Portal URL) and that "
+    "the connection's user has access to it."
+)
+OBJECT_HINT = "Check the object id (the number after /obj/ in its URI) and the workspace id."
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """One report of a workspace, as the metadata query lists it (no report content)."""
+
+    id: str
+    uri: str
+    title: str
+    updated: dt.datetime | None  # the server's wall clock; it names no time zone
+    identifier: str = ""
+    summary: str = ""
+    author: str = ""  # the author's profile URI
+
+
+@dataclass(frozen=True)
+class MetadataObject:
+    """The ``meta`` of any workspace object: a report, an attribute label, a metric..."""
+
+    id: str
+    uri: str
+    title: str
+    category: str  # "report", "attributeDisplayForm", ...
+    identifier: str = ""
+    updated: dt.datetime | None = None
+    summary: str = ""
+
+
+def list_reports(workspace_id: str) -> Request:
+    return Request(
+        "GET", f"/gdc/md/{workspace_id}/query/reports", f"list the reports of workspace {workspace_id}"
+    )
+
+
+def read_object(workspace_id: str, object_id: str) -> Request:
+    return Request(
+        "GET",
+        f"/gdc/md/{workspace_id}/obj/{object_id}",
+        f"read object {object_id} in workspace {workspace_id}",
+    )
+
+
+def object_id(uri: str) -> str:
+    """The numeric id at the end of an object URI (``/gdc/md/{ws}/obj/3035643`` -> ``3035643``)."""
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def read_report_list(reply: Reply) -> list[ReportSummary]:
+    """The ``query.entries`` of a ``query/reports`` answer, in the server's order."""
+    try:
+        entries = reply.json()["query"]["entries"]
+        return [
+            ReportSummary(
+                id=object_id(entry["link"]),
+                uri=entry["link"],
+                title=entry["title"],
+                updated=_metadata_time(entry.get("updated")),
+                identifier=entry.get("identifier") or "",
+                summary=entry.get("summary") or "",
+                author=entry.get("author") or "",
+            )
+            for entry in entries
+        ]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise _unexpected_shape(reply, "the list of reports") from err
+
+
+def read_metadata_object(reply: Reply) -> MetadataObject:
+    """An object answer is ``{CATEGORY: {"meta": {...}, "content": {...}}}``; only ``meta`` is read."""
+    try:
+        (wrapper,) = reply.json().values()
+        meta = wrapper["meta"]
+        return MetadataObject(
+            id=object_id(meta["uri"]),
+            uri=meta["uri"],
+            title=meta["title"],
+            category=meta["category"],
+            identifier=meta.get("identifier") or "",
+            updated=_metadata_time(meta.get("updated")),
+            summary=meta.get("summary") or "",
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise _unexpected_shape(reply, "the object") from err
+
+
+def _metadata_time(value: Any) -> dt.datetime | None:
+    """GoodData writes ``YYYY-MM-DD HH:MM:SS``; anything else is treated as unknown, not as an error."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _unexpected_shape(reply: Reply, what: str) -> FlexInsightsApiError:
+    return FlexInsightsApiError(
+        f"Flex Insights answered {what} in a shape this provider does not know"
+        f"{_request_id_suffix(reply.request_id)}; please report it with the request id.",
+        status=reply.status,
+        request_id=reply.request_id,
+    )

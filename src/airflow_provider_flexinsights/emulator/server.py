@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import itertools
 import json
 import random
@@ -50,14 +51,22 @@ class Report:
     title: str
     kind: Literal["queue", "empty", "bulk"] = "queue"
     size_bytes: int = 0  # bulk reports: at least this many bytes, whatever the dates
+    updated: str = "2024-01-02 09:00:00"  # last change, as the metadata API writes it
+    summary: str = ""
 
 
 def default_reports() -> dict[str, Report]:
     return {
-        QUEUE_REPORT: Report("Queue performance, 15 minute intervals"),
-        EMPTY_REPORT: Report("Queue performance, retired queues (no data)", kind="empty"),
-        AGENT_REPORT: Report("Queue performance by agent team"),
-        CHANNEL_REPORT: Report("Queue performance by channel"),
+        QUEUE_REPORT: Report(
+            "Queue performance, 15 minute intervals",
+            updated="2024-03-14 16:42:07",
+            summary="Offered, handled and abandoned contacts per queue and channel",
+        ),
+        EMPTY_REPORT: Report(
+            "Queue performance, retired queues (no data)", kind="empty", updated="2023-11-30 08:15:00"
+        ),
+        AGENT_REPORT: Report("Queue performance by agent team", updated="2024-02-20 11:05:33"),
+        CHANNEL_REPORT: Report("Queue performance by channel", updated="2024-02-21 10:00:00"),
     }
 
 
@@ -109,7 +118,8 @@ BODY_FAULTS = frozenset({"reset", "truncate"})
 class Fault:
     """Misbehave on requests to ``endpoint``: let ``skip`` of them through, then misbehave ``count`` times.
 
-    ``endpoint`` is login, token, logout, identifiers, execute, export, or "*" for any; ``workspace``
+    ``endpoint`` is login, token, logout, identifiers, execute, export, query (the report list),
+    object (object lookups), or "*" for any; ``workspace``
     limits the fault to one workspace. Kinds:
 
     - ``status``: answer ``status`` (with ``retry_after`` as Retry-After, if set) instead of serving.
@@ -177,7 +187,8 @@ class RequestRecord:
     """One request as the emulator saw it (never with a password or a token)."""
 
     endpoint: (
-        str  # login, token, profile, logout, identifiers, execute (start an export), export (poll/download)
+        str  # login, token, profile, logout, identifiers, execute (start an export), export (poll/download),
+        # query (the report list), object (object lookups)
     )
     method: str
     path: str
@@ -365,6 +376,8 @@ class _Handler(BaseHTTPRequestHandler):
                 r"/gdc/md/(?P<ws>[^/]+)/obj/(?P<label>\d+)/validElements/tasks/(?P<task>\w+)(?P<result>/result)?",
                 self._valid_elements_task,
             ),
+            ("query", "GET", r"/gdc/md/(?P<ws>[^/]+)/query/reports", self._query_reports),
+            ("object", "GET", r"/gdc/md/(?P<ws>[^/]+)/obj/(?P<obj>[^/]+)", self._object),
             ("control", "GET", r"/_emulator/requests", self._control_requests),
             ("control", "GET", r"/_emulator/state", self._control_state),
             ("control", "GET", r"/_emulator/exports", self._control_exports),
@@ -780,6 +793,55 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_WR)
         raise _Hangup
 
+    # --- metadata API: report listing and object lookups (discovery) --------------------------
+
+    def _query_reports(self, url: Any, raw: bytes) -> None:
+        self._require_tt()
+        workspace_id, workspace = self._workspace()
+        entries = [
+            {
+                "link": f"/gdc/md/{workspace_id}/obj/{report_id}",
+                **_report_meta(workspace_id, report_id, report),
+            }
+            for report_id, report in sorted(workspace.reports.items())
+        ]
+        meta = {
+            "summary": f"Metadata Query Resources for project '{workspace_id}'",
+            "title": "Metadata Query Resources",
+            "category": "MD::Query::Object",
+        }
+        self._send_json(200, {"query": {"entries": entries, "meta": meta}})
+
+    def _object(self, url: Any, raw: bytes) -> None:
+        """``obj/{id}`` (reports and the labels of known identifiers) or ``obj/identifier:{identifier}``."""
+        self._require_tt()
+        workspace_id, workspace = self._workspace()
+        labels = self._label_objects(workspace_id, workspace)
+        key: str = self.match["obj"]
+        if key.startswith("identifier:"):
+            by_identifier = {ident: obj for obj, ident in labels.items()}
+            by_identifier.update({_report_identifier(workspace_id, r): r for r in workspace.reports})
+            key = by_identifier.get(key.removeprefix("identifier:"), "")
+        uri = f"/gdc/md/{workspace_id}/obj/{key}"
+        if key in workspace.reports:
+            meta = {"uri": uri, **_report_meta(workspace_id, key, workspace.reports[key])}
+            self._send_json(200, {"report": {"content": {"definitions": [], "domains": []}, "meta": meta}})
+        elif key in labels:
+            label = workspace.labels.get(labels[key])
+            meta = _label_meta(uri, labels[key], label.column if label else None)
+            self._send_json(200, {"attributeDisplayForm": {"content": {"default": 1}, "meta": meta}})
+        else:
+            raise _Reject(404, "Object %s not found", f"/gdc/md/{workspace_id}/obj/{self.match['obj']}")
+
+    def _label_objects(self, workspace_id: str, workspace: Workspace) -> dict[str, str]:
+        """Object id -> identifier of the labels the workspace knows (the URIs ``identifiers`` gives).
+
+        Identifiers without a label of their own share the date label's URI; the date one names it.
+        """
+        uris = {i: self.state.identifier_uri(workspace_id, i) for i in workspace.identifiers}
+        by_date_last = sorted(uris.items(), key=lambda item: (item[0] == DATE_IDENTIFIER, item[0]))
+        return {uri.rsplit("/", 1)[-1]: identifier for identifier, uri in by_date_last}
+
     # --- control API (for tests running the emulator in another process) ----------------------
 
     def _control_requests(self, url: Any, raw: bytes) -> None:
@@ -802,6 +864,52 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             document = {"live_sessions": len(self.state.logins), "logouts": self.state.logouts}
         self._send_json(200, document)
+
+
+# --- metadata API documents (discovery) -------------------------------------------------------------
+
+AUTHOR_PROFILE = "/gdc/account/profile/flexinsightsreportsauthor000001"
+LABEL_TITLES = {DATE_IDENTIFIER: "Date (mm/dd/yyyy)"}
+
+
+def _report_identifier(workspace_id: str, report_id: str) -> str:
+    """A stable, GoodData-like 12-character identifier for a report (the real ones are random)."""
+    return "a" + hashlib.sha256(f"{workspace_id}/{report_id}".encode()).hexdigest()[:11]
+
+
+def _report_meta(workspace_id: str, report_id: str, report: Report) -> dict[str, Any]:
+    """The ``meta`` fields GoodData gives a report, both in ``query/reports`` and in ``obj/{id}``."""
+    return {
+        "author": AUTHOR_PROFILE,
+        "contributor": AUTHOR_PROFILE,
+        "created": report.updated,
+        "updated": report.updated,
+        "title": report.title,
+        "summary": report.summary,
+        "identifier": _report_identifier(workspace_id, report_id),
+        "category": "report",
+        "tags": "",
+        "deprecated": "0",
+        "isProduction": 1,
+        "locked": 0,
+        "unlisted": 0,
+    }
+
+
+def _label_meta(uri: str, identifier: str, column: str | None) -> dict[str, Any]:
+    """A label's ``meta``: titled like the report column it selects by (the date: its format)."""
+    return {
+        "uri": uri,
+        "author": AUTHOR_PROFILE,
+        "created": "2023-06-01 00:00:00",
+        "updated": "2023-06-01 00:00:00",
+        "title": LABEL_TITLES.get(identifier) or column or identifier,
+        "summary": "",
+        "identifier": identifier,
+        "category": "attributeDisplayForm",
+        "deprecated": "0",
+        "isProduction": 1,
+    }
 
 
 class _Server(ThreadingHTTPServer):

@@ -22,7 +22,7 @@ from airflow_provider_flexinsights.api import ExportStatus, FlexInsightsApi
 from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
 from airflow_provider_flexinsights.exceptions import FlexInsightsDownloadError, FlexInsightsError
 from airflow_provider_flexinsights.filters import ExportFilter
-from airflow_provider_flexinsights.protocol import SuccessBody
+from airflow_provider_flexinsights.protocol import MetadataObject, ReportSummary, SuccessBody
 from airflow_provider_flexinsights.session import Session, TransportError
 from airflow_provider_flexinsights.transport import AsyncTransport, SyncTransport
 from airflow_provider_flexinsights.validation import ConnectionSettings
@@ -111,6 +111,20 @@ class FlexInsightsClient:
             raise FlexInsightsDownloadError(
                 f"The download of Flex Insights export {status.export_uri} broke before its end ({err})."
             ) from err
+
+    # --- Discovery -------------------------------------------------------------------------------
+
+    def list_reports(self, workspace_id: str) -> list[ReportSummary]:
+        """The workspace's reports (id, title, last change...); FlexInsightsNotFoundError if unknown."""
+        return self._transport.run(self._api.list_reports(workspace_id))
+
+    def lookup_identifiers(self, workspace_id: str, identifiers: list[str]) -> dict[str, str]:
+        """Identifier -> object URI, in one request; identifiers the workspace lacks are absent."""
+        return self._transport.run(self._api.lookup_identifiers(workspace_id, identifiers))
+
+    def describe_object(self, workspace_id: str, object_id: str) -> MetadataObject:
+        """Title, identifier and category of the object ``/gdc/md/{workspace_id}/obj/{object_id}``."""
+        return self._transport.run(self._api.describe_object(workspace_id, object_id))
 
     def close(self) -> None:
         """Log out (deleting the SST and its TTs on the server) and release connections."""
