@@ -13,6 +13,8 @@ import pytest
 
 from airflow_provider_flexinsights.get_provider_info import get_provider_info
 
+from tests.conftest import AIRFLOW_VERSION
+
 
 def test_airflow_providers_list_shows_the_provider(airflow_db: Path) -> None:
     airflow = str(Path(sys.executable).with_name("airflow"))
@@ -85,3 +87,37 @@ def test_the_hook_serves_the_same_form_to_older_airflow() -> None:
         "relabeling": {"login": "Email", "password": "Password", "host": "Base URL"},
         "placeholders": {"login": "analyst@example.com", "host": "https://analytics.ytica.com"},
     }
+
+
+def test_every_module_imports_without_a_single_warning() -> None:
+    """`python -W error -c "import ..."`: a DAG file importing the provider stays warning-free."""
+    import pkgutil
+
+    import airflow_provider_flexinsights as package
+
+    every = pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
+    modules = [m.name for m in every if not m.name.endswith("__main__")]  # those run a program
+    if AIRFLOW_VERSION < (3, 3):
+        # Only OpenLineage imports it; on Airflow 3.1 OpenLineage's own imports warn.
+        modules.remove("airflow_provider_flexinsights.lineage")
+    imports = "; ".join(f"import {name}" for name in ["airflow_provider_flexinsights", *modules])
+
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", imports],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {
+        "airflow_provider_flexinsights.operators.flex_insights",
+        "airflow_provider_flexinsights.cli",
+    } <= set(modules)
+
+
+def test_every_provider_info_extra_link_is_importable() -> None:
+    for classpath in get_provider_info()["extra-links"]:
+        module, _, name = classpath.rpartition(".")
+        assert getattr(import_module(module), name)().name == "Flex Insights report"
