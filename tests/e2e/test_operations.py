@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
+from typing import Any
 
 from airflow_provider_flexinsights.emulator import (
     AGENT_REPORT,
@@ -142,3 +144,31 @@ def test_task_failed_while_deferred_leaves_no_file_and_no_live_session(
     assert deployment.task_instances("e2e_export", run_id)[0]["state"] == "failed"
     assert list(tmp_path.iterdir()) == []  # no file, no temporary
     assert emulator.calls()[-1] == ("logout", 204)
+
+
+def test_a_fresh_export_schedules_the_asset_consumer_with_the_file_it_wrote(
+    deployment: AirflowDeployment, emulator: Emulator
+) -> None:
+    producer, consumer = "flex_insights_asset_producer", "flex_insights_asset_consumer"
+    emulator.config.pending_polls, emulator.config.pending_seconds = 0, 10  # see the mapped test
+    deployment.wait_for_dag(consumer)
+    deployment.cli("dags", "unpause", consumer)
+
+    deployment.unpause_and_settle(producer, timeout=300)  # runs the latest daily export
+    consumer_runs = wait_until(
+        lambda: (runs := deployment.runs(consumer)) and all(r["state"] == "success" for r in runs) and runs,
+        timeout=180,
+        what="the asset-scheduled consumer to run",
+    )
+
+    exported = [json.loads(row["value"]) for row in xcom_values(deployment, producer)]
+    summarized = [line for row in xcom_values(deployment, consumer) for line in json.loads(row["value"])]
+    assert len(exported) >= 1 and len(consumer_runs) >= 1
+    assert {run_type for run_type in (r["run_type"] for r in consumer_runs)} == {"asset_triggered"}
+    assert sorted((s["date_from"], s["rows"]) for s in summarized) == sorted(
+        (e["date_from"], Path(e["path"]).read_bytes().count(b"\r\n") - 1) for e in exported
+    )
+
+
+def xcom_values(deployment: AirflowDeployment, dag_id: str) -> list[Any]:
+    return deployment.query("SELECT value FROM xcom WHERE dag_id = ? AND key = 'return_value'", dag_id)

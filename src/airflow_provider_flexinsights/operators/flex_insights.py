@@ -34,6 +34,7 @@ from airflow_provider_flexinsights.filters import (
     parse_filters,
 )
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient, FlexInsightsHook
+from airflow_provider_flexinsights.links.flex_insights import FlexInsightsReportLink
 from airflow_provider_flexinsights.protocol import ExportState
 
 if TYPE_CHECKING:
@@ -143,6 +144,8 @@ class FlexInsightsExportOperator(BaseOperator):
         "filters",
     )
     ui_color = "#f22f46"
+    operator_extra_links = (FlexInsightsReportLink(),)
+    _export_result: dict[str, Any] | None = None  # what this run wrote, for lineage
 
     def __init__(
         self,
@@ -192,9 +195,13 @@ class FlexInsightsExportOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         with _no_retry_for_permanent_errors():
             spec = self.export_spec(context)
+            FlexInsightsReportLink.persist(
+                context, self, self.hook.settings.base_url, spec.workspace_id, spec.report_id
+            )
             with self.hook.session() as client:
                 status = self._reusable_export(client, spec, context)
-                return self._complete(client, spec, status, context, end_time=time.time() + self.timeout)
+                result = self._complete(client, spec, status, context, end_time=time.time() + self.timeout)
+            return self._published(result, context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger: fail on its error, replace an expired export, else download.
@@ -212,7 +219,8 @@ class FlexInsightsExportOperator(BaseOperator):
             else:  # ready (the CSV is fetched next) or empty
                 status = ExportStatus(ExportState(event["status"]), event["export_uri"], event["polls"])
             with self.hook.session() as client:
-                return self._complete(client, spec, status, context, end_time=end_time, restarts=restarts)
+                result = self._complete(client, spec, status, context, end_time=end_time, restarts=restarts)
+            return self._published(result, context)
 
     def export_spec(self, context: Context) -> ExportSpec:
         """The rendered, validated parameters; raises FlexInsightsInputError before any request."""
@@ -358,6 +366,27 @@ class FlexInsightsExportOperator(BaseOperator):
             "empty": status.state is ExportState.EMPTY,
             **spec.identity(),
         }
+
+    def _published(self, result: dict[str, Any], context: Context) -> dict[str, Any]:
+        """Tell the rest of Airflow about the written file: each outlet ``Asset``'s event carries
+        the result (so a DAG scheduled on it knows which file and days are fresh), and OpenLineage
+        reads it when the task completes."""
+        from airflow.sdk import Asset
+
+        self._export_result = result
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra.update(result)
+        return result
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the report (``flexinsights://<host>``, ``<workspace>/<report>``, with the
+        days and filters) in, the written file or object out. None when nothing was written."""
+        if self._export_result is None:
+            return None
+        from airflow_provider_flexinsights.lineage import export_lineage
+
+        return export_lineage(self._export_result, self.hook.settings.base_url)
 
     def _check_empty_allowed(self, spec: ExportSpec) -> None:
         message = f"Flex Insights has no data for {spec.describe()}"
