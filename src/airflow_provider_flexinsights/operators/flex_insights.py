@@ -109,6 +109,12 @@ class FlexInsightsExportOperator(BaseOperator):
     there whole or not at all. Returns (to XCom) ``path``, ``bytes``, ``sha256``, ``export_uri``
     and the export's parameters, never the CSV itself.
 
+    The rest of Airflow sees it too: the "Flex Insights report" extra link opens the report in the
+    Analytics Portal; each ``Asset`` in ``outlets`` gets an event whose ``extra`` is that same
+    result, so a DAG scheduled on the asset knows which file and days are fresh; and with the
+    OpenLineage provider installed, the report (namespace ``flexinsights://<host>``) is the input
+    and the written file or object the output.
+
     :param report_id: numeric report id, from the report's URL (``.../obj/3035643``). Templated.
     :param destination: local path or object storage URI (``file://``, ``s3://``, ``gs://``...);
         missing parent folders are created. Templated.
