@@ -61,10 +61,10 @@ def test_filtered_example_exports_one_queue_for_the_previous_seven_days(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR", str(tmp_path))
-    dag_file = airflow_db / "dags" / "example_flex_insights_filtered.py"
-    shutil.copy(REPO_ROOT / "example_dags" / "example_flex_insights_filtered.py", dag_file)
+    dag_file = airflow_db / "dags" / "flex_insights_filtered_export.py"
+    shutil.copy(REPO_ROOT / "example_dags" / "flex_insights_filtered_export.py", dag_file)
     try:
-        run = run_dag_file(dag_file, "example_flex_insights_filtered", "2024-03-11")
+        run = run_dag_file(dag_file, "flex_insights_filtered_export", "2024-03-11")
     finally:
         dag_file.unlink()
 

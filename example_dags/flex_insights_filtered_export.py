@@ -26,7 +26,7 @@ from airflow_provider_flexinsights.operators.flex_insights import FlexInsightsEx
 EXPORT_DIR = "{{ var.value.get('flex_insights_export_dir', '/tmp/flex_insights') }}"
 
 with DAG(
-    dag_id="example_flex_insights_filtered",
+    dag_id="flex_insights_filtered_export",
     schedule="0 6 * * 1",  # Mondays, 06:00 UTC: the previous Monday..Sunday
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
