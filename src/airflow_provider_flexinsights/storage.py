@@ -1,18 +1,27 @@
 """Write a stream of bytes to a local path or object storage URI, whole or not at all.
 
-Bytes go to a hidden temporary sibling and are renamed over the destination only once the stream
-has ended; any failure removes the temporary. Local renames are atomic (``os.rename``); object
-stores (via Airflow's ``ObjectStoragePath``) copy the finished temporary object, so readers never
-see a partial destination either.
+How a file is committed depends on what the filesystem can do atomically:
+
+- A local filesystem renames atomically. Bytes go to a hidden temporary sibling that is renamed over
+  the destination once the stream has ended; any failure removes the temporary.
+- An object store (S3, GCS, Azure... via Airflow's ``ObjectStoragePath`` and fsspec) cannot rename:
+  a "rename" is a server-side copy and a delete, slow for a large export and briefly showing a
+  temporary object. But a single upload is already atomic: the object appears only when the
+  (multipart) upload completes. So bytes go straight to the destination key through an fsspec file
+  opened with ``autocommit=False``, and are published by ``commit()`` once the stream has ended; any
+  failure calls ``discard()``, which aborts the upload (parts already sent included), so neither a
+  partial object nor a temporary one is ever visible, and an object already there stays as it was.
 
 Receiving and hashing run in the caller's thread while a second thread writes, so the network,
 SHA-256 and the disk (or the object store's upload) overlap instead of taking turns; the queue
-between them holds at most a few chunks, so memory stays flat whatever the size of the export.
+between them holds at most a few chunks, and an object store's file buffers at most one upload part,
+so memory stays flat whatever the size of the export.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import queue
 import threading
 import uuid
@@ -20,10 +29,13 @@ from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
+    from fsspec import AbstractFileSystem
+
+log = logging.getLogger(__name__)
 
 _QUEUED_CHUNKS = 8
 _END = b""
@@ -36,6 +48,21 @@ class WrittenFile:
     sha256: str
 
 
+@dataclass(frozen=True)
+class _Digest:
+    bytes: int
+    sha256: str
+
+
+class _DeferredFile(Protocol):
+    """An fsspec file opened with ``autocommit=False``: written and closed, then committed or discarded."""
+
+    def write(self, data: bytes) -> int: ...
+    def close(self) -> None: ...
+    def commit(self) -> None: ...
+    def discard(self) -> None: ...
+
+
 def storage_path(destination: str) -> ObjectStoragePath:
     """``ObjectStoragePath`` for a URI, or for a plain local path (made absolute)."""
     from airflow.sdk import ObjectStoragePath  # heavy import: only when a file is written
@@ -45,36 +72,103 @@ def storage_path(destination: str) -> ObjectStoragePath:
     return ObjectStoragePath(destination)
 
 
+def is_local(target: ObjectStoragePath) -> bool:
+    """Whether ``target`` is on a local filesystem, where a rename is atomic."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(target.fs, LocalFileSystem)
+
+
 def display_path(target: ObjectStoragePath) -> str:
-    """A local file's plain path, or the object's URI."""
-    return str(target.path) if target.protocol in ("file", "local", "") else str(target)
+    """A local file's plain path, or the object's URI without its connection id (``s3://bucket/key``)."""
+    return str(target.path) if is_local(target) else f"{target.protocol}://{target.path}"
 
 
 def write_atomically(destination: str, chunks: Iterable[bytes]) -> WrittenFile:
     """Stream ``chunks`` to ``destination``; return its size and SHA-256, computed as bytes pass."""
     target = storage_path(destination)
+    write = _write_then_rename if is_local(target) else _upload_then_commit
+    digest = write(target, chunks)
+    return WrittenFile(display_path(target), digest.bytes, digest.sha256)
+
+
+def _write_then_rename(target: ObjectStoragePath, chunks: Iterable[bytes]) -> _Digest:
+    """Local files: write a hidden temporary sibling, then rename it over ``target`` (atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
-    digest, size = hashlib.sha256(), 0
     try:
-        with temporary.open("wb") as out, _BackgroundWriter(out) as writer:  # type: ignore[no-untyped-call]
-            for chunk in chunks:
-                if chunk:
-                    digest.update(chunk)
-                    size += len(chunk)
-                    writer.put(chunk)
+        with temporary.open("wb") as out:  # type: ignore[no-untyped-call]
+            digest = _stream(chunks, out)
         temporary.rename(target)
     except BaseException:
         with suppress(Exception):
             temporary.unlink(missing_ok=True)
         raise
-    return WrittenFile(display_path(target), size, digest.hexdigest())
+    return digest
+
+
+def _upload_then_commit(target: ObjectStoragePath, chunks: Iterable[bytes]) -> _Digest:
+    """Object stores: upload to ``target`` itself, published only by ``commit()``.
+
+    Never inside a ``with`` block: an fsspec file commits when it is closed, and a ``with`` closes it
+    on an error too, which would publish a partial object. No ``mkdir`` either: object stores have no
+    folders, and s3fs would try to create a missing bucket. Opened on the filesystem itself, not via
+    ``ObjectStoragePath.open``, whose wrapper hides the file object that ``_forget`` must find.
+    """
+    fs = target.fs
+    out: _DeferredFile = fs.open(target.path, "wb", autocommit=False)
+    try:
+        digest = _stream(chunks, out)
+        out.close()  # sends the last part; nothing is visible yet
+        out.commit()  # the object appears, whole
+    except BaseException:
+        _abort(out, target)
+        raise
+    finally:
+        _forget(fs, out)
+    return digest
+
+
+def _abort(out: _DeferredFile, target: ObjectStoragePath) -> None:
+    """Close, then discard, the order fsspec's transactions use: an s3fs file closed after its
+    discard (as the garbage collector does) would start a new multipart upload and leave it open."""
+    with suppress(Exception):
+        out.close()  # no-op if already closed; never publishes with autocommit=False
+    try:
+        out.discard()
+    except Exception as err:
+        log.warning(
+            "Could not abort the unfinished upload to %s (%s); nothing was published, but the store "
+            "may keep its parts until a lifecycle rule removes incomplete uploads.",
+            display_path(target),
+            type(err).__name__,
+        )
+
+
+def _forget(fs: AbstractFileSystem, out: _DeferredFile) -> None:
+    """fsspec lists every file opened with ``autocommit=False`` in its filesystem's transaction, for
+    a ``with fs.transaction:`` block to commit. This one is committed or discarded here, so drop it:
+    the cached filesystem would otherwise keep every exported file object alive for good."""
+    with suppress(ValueError):
+        fs.transaction.files.remove(out)
+
+
+def _stream(chunks: Iterable[bytes], out: IO[bytes] | _DeferredFile) -> _Digest:
+    """Write ``chunks`` to ``out`` in a background thread, hashing them in this one."""
+    digest, size = hashlib.sha256(), 0
+    with _BackgroundWriter(out) as writer:
+        for chunk in chunks:
+            if chunk:
+                digest.update(chunk)
+                size += len(chunk)
+                writer.put(chunk)
+    return _Digest(size, digest.hexdigest())
 
 
 class _BackgroundWriter:
     """Writes queued chunks to ``out`` in its own thread; re-raises its error in the caller."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: IO[bytes] | _DeferredFile) -> None:
         self._out = out
         self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=_QUEUED_CHUNKS)
         self._error: BaseException | None = None

@@ -81,9 +81,24 @@ def destination(value: Any) -> str:
         raise FlexInsightsInputError(
             f"destination must be a file path or an object storage URI (file://, s3://, ...), got {value!r}."
         )
+    _no_credentials_in(value)  # first: the messages below repeat the value
     if value.endswith("/"):
         raise FlexInsightsInputError(f"destination must name a file, not a folder: {value!r}.")
     return value
+
+
+def _no_credentials_in(destination: str) -> None:
+    """Refuse ``scheme://key:secret@bucket/...``, without repeating it: the part before ``@`` names an
+    Airflow connection, and a secret there would end up in logs and rendered fields."""
+    if "://" not in destination:
+        return
+    userinfo, at, _ = urlsplit(destination).netloc.rpartition("@")
+    if at and ":" in userinfo:
+        scheme = urlsplit(destination).scheme
+        raise FlexInsightsInputError(
+            f"destination has a secret before '@': keep credentials in an Airflow connection and name "
+            f"it there instead, as in {scheme}://<conn_id>@<bucket>/<key>."
+        )
 
 
 @dataclass(frozen=True)
