@@ -105,8 +105,8 @@ class FlexInsightsExportOperator(BaseOperator):
     The export is started in the worker. If it is not ready at the first poll, a deferrable
     operator hands the waiting to :class:`~..triggers.flex_insights.FlexInsightsExportTrigger` and
     frees its worker slot; otherwise it polls in the worker on the same schedule. The CSV is then
-    streamed to ``destination`` through a temporary name and renamed into place, so the file is
-    there whole or not at all. Returns (to XCom) ``path``, ``bytes``, ``sha256``, ``export_uri``
+    streamed to ``destination`` whole or not at all: through a temporary file renamed into place
+    on local disks, as an upload committed only once complete on object stores. Returns (to XCom) ``path``, ``bytes``, ``sha256``, ``export_uri``
     and the export's parameters, never the CSV itself.
 
     The rest of Airflow sees it too: the "Flex Insights report" extra link opens the report in the
