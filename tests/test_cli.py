@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import json
@@ -255,10 +256,10 @@ def test_bad_input_exits_2_with_one_sentence_and_no_request(
 
 
 def test_missing_arguments_are_argparse_usage_errors(emulator: Emulator) -> None:
-    done = run("export", "--report", QUEUE_REPORT, "-o", "x.csv", env=plain_env(emulator))
+    done = run("export", "--from", "2024-01-01", "--to", "2024-01-02", env=plain_env(emulator))
 
     assert done.returncode == 2
-    assert "error: the following arguments are required: --from, --to" in done.stderr
+    assert "error: the following arguments are required: --report, -o/--output" in done.stderr
     assert emulator.requests == []
 
 
@@ -447,3 +448,99 @@ def test_an_unwritable_destination_exits_1_with_its_reason(emulator: Emulator, t
         f"flex-insights: error: Could not write {target} (FileExistsError: {(tmp_path / 'taken').as_uri()})."
     )
     assert "Traceback" not in done.stderr and emulator.live_sessions == 0
+
+
+# --- --filter: the operator's filter model on the command line -----------------------------------
+
+QUEUE_SALES = '{"identifier": "label.conversations.queue", "in": ["Sales"]}'
+VOICE_ONLY = '{"identifier": "label.conversations.channel", "in": ["voice"]}'
+LAST_WEEK_FLOATING = '{"type": "floating", "from": -7, "to": -1}'
+
+
+def test_filters_keep_only_the_rows_asked_for(emulator: Emulator, tmp_path: Path) -> None:
+    target = tmp_path / "sales-voice.csv"
+    args = (*EXPORT_JANUARY, *FAST, "--filter", QUEUE_SALES, "--filter", VOICE_ONLY, "--json")
+
+    done = run(*args, "-o", str(target), env=airflow_env(emulator))
+
+    where = {"Queue": {"Sales"}, "Channel": {"voice"}}
+    expected = render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-01-01", "2024-01-31", where=where)
+    result = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    assert target.read_bytes() == expected and expected.count(b"\r\n") > 10
+    assert result["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert (result["date_from"], result["date_to"]) == ("2024-01-01", "2024-01-31")
+    assert result["filters"] == [json.loads(QUEUE_SALES), json.loads(VOICE_ONLY)]
+    sent = emulator.received_filters()[0]
+    assert [f["constraint"]["type"] for f in sent] == ["interval", "list", "list"]
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(today=dt.date(2024, 3, 9))])
+def test_a_floating_range_replaces_from_and_to(emulator: Emulator, tmp_path: Path) -> None:
+    target = tmp_path / "last-week.csv"
+    args = ("export", "--report", QUEUE_REPORT, *FAST, "--filter", LAST_WEEK_FLOATING, "--json")
+
+    done = run(*args, "-o", str(target), env=plain_env(emulator))
+
+    result = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    assert target.read_bytes() == render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-02", "2024-03-08")
+    assert (result["date_from"], result["date_to"]) == (None, None)
+    assert result["filters"] == [json.loads(LAST_WEEK_FLOATING)]
+    assert emulator.received_filters()[0][0]["constraint"] == json.loads(LAST_WEEK_FLOATING)
+
+
+def test_an_empty_filtered_export_says_which_days(emulator: Emulator, tmp_path: Path) -> None:
+    args = ("export", "--report", EMPTY_REPORT, *FAST, "--filter", LAST_WEEK_FLOATING)
+
+    done = run(*args, "-o", str(tmp_path / "empty.csv"), env=plain_env(emulator))
+
+    assert done.returncode == 0
+    assert done.stderr == (
+        f"Report {EMPTY_REPORT} has no data for days -7..-1 relative to today; wrote an empty file.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--filter", "{identifier: queue}"), "--filter must be a JSON object like"),
+        (("--filter", '{"identifier": "label.conversations.queue", "in": []}'), "filters[0] 'in' is empty"),
+        (("--filter", '["Sales"]'), "filters[0] must be a dict, got ['Sales']."),
+        (
+            ("--filter", '{"type": "floating", "from": -7, "to": -1}'),
+            "--filter has a date filter (floating) and --from/--to are set too; give the days one way only.",
+        ),
+    ],
+    ids=["not-json", "empty-values", "not-an-object", "two-date-sources"],
+)
+def test_bad_filters_exit_2_before_any_request(
+    emulator: Emulator, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    done = run(*EXPORT_JANUARY, *args, "-o", str(tmp_path / "out.csv"), env=plain_env(emulator))
+
+    assert done.returncode == 2 and done.stderr.startswith(f"flex-insights: error: {message}")
+    assert emulator.requests == []
+
+
+def test_days_are_required_one_way_or_the_other(emulator: Emulator, tmp_path: Path) -> None:
+    args = ("export", "--report", QUEUE_REPORT, "--from", "2024-01-01", "-o", str(tmp_path / "out.csv"))
+
+    done = run(*args, "--filter", QUEUE_SALES, env=plain_env(emulator))
+
+    assert done.returncode == 2 and emulator.requests == []
+    assert done.stderr == (
+        "flex-insights: error: Give the days: --from and --to (YYYY-MM-DD, both included), or a date "
+        """filter such as --filter '{"type": "floating", "from": -7, "to": -1}'.\n"""
+    )
+
+
+def test_an_unknown_filter_value_is_an_api_error_naming_it(emulator: Emulator, tmp_path: Path) -> None:
+    nowhere = '{"identifier": "label.conversations.queue", "in": ["Nowhere"]}'
+
+    done = run(
+        *EXPORT_JANUARY, *FAST, "--filter", nowhere, "-o", str(tmp_path / "x.csv"), env=plain_env(emulator)
+    )
+
+    assert done.returncode == 1 and "Nowhere" in done.stderr and list(tmp_path.iterdir()) == []
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

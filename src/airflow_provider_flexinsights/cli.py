@@ -32,6 +32,13 @@ from airflow_provider_flexinsights.exceptions import (
     FlexInsightsInputError,
     FlexInsightsNotFoundError,
 )
+from airflow_provider_flexinsights.filters import (
+    AttributeFilter,
+    DateFilter,
+    DateInterval,
+    ExportFilter,
+    parse_filters,
+)
 from airflow_provider_flexinsights.protocol import DEFAULT_BASE_URL
 from airflow_provider_flexinsights.validation import ConnectionSettings
 
@@ -115,9 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     identifiers.add_argument("identifiers", nargs="+", metavar="ID", help="e.g. date.date.mmddyyyy")
     export = command("export", "Export a report's raw data for a date range to a CSV file.", run_export)
     export.add_argument("--report", required=True, help="numeric report id (.../obj/3035643)")
-    export.add_argument("--from", dest="date_from", required=True, metavar="YYYY-MM-DD", help="first day")
+    export.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first day")
+    export.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last day (inclusive)")
     export.add_argument(
-        "--to", dest="date_to", required=True, metavar="YYYY-MM-DD", help="last day (inclusive)"
+        "--filter",
+        dest="filters",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='repeatable: {"identifier": "label.conversations.queue", "in": ["Sales"]} (or "not_in"), '
+        'or instead of --from/--to {"type": "floating", "from": -7, "to": -1} (days from today)',
     )
     export.add_argument(
         "-o", "--output", required=True, metavar="PATH", help="file path or object storage URI (s3://...)"
@@ -173,32 +187,78 @@ class ExportRequest:
     """The validated inputs of ``export`` (before any credential is read or request sent)."""
 
     report_id: str
-    date_from: str
-    date_to: str
+    date: DateFilter
+    attributes: tuple[AttributeFilter, ...]
     destination: str
     timeout: float
     poll_interval: float
 
+    @property
+    def filters(self) -> list[ExportFilter]:
+        """Every filter of the export request, the date one first."""
+        return [self.date, *self.attributes]
+
+    def describe_days(self) -> str:
+        if isinstance(self.date, DateInterval):
+            return f"from {self.date.date_from} to {self.date.date_to}"
+        return f"for {self.date.describe()}"
+
+    def identity(self) -> dict[str, Any]:
+        """The operator's XCom fields for the days and filters (an interval as date_from/date_to)."""
+        interval = self.date if isinstance(self.date, DateInterval) else None
+        extra = self.attributes if interval else self.filters
+        return {
+            "date_from": interval.date_from if interval else None,
+            "date_to": interval.date_to if interval else None,
+            "filters": [f.to_dict() for f in extra],
+        }
+
 
 def export_request(args: argparse.Namespace) -> ExportRequest:
     """Validate ``export``'s arguments with the operator's own checks; raise FlexInsightsInputError."""
-    date_from = validation.date(args.date_from, name="--from")
-    date_to = validation.date(args.date_to, name="--to")
-    if date_from > date_to:
-        raise FlexInsightsInputError(
-            f"--from ({date_from}) is after --to ({date_to}); both days are included."
-        )
+    parsed = parse_filters([_filter_json(text) for text in args.filters])
     for name, value in (("--timeout", args.timeout), ("--poll-interval", args.poll_interval)):
         if not value > 0:
             raise FlexInsightsInputError(f"{name} must be a positive number of seconds, got {value}.")
     return ExportRequest(
         report_id=validation.report_id(args.report),
-        date_from=date_from,
-        date_to=date_to,
+        date=_date_filter(parsed.date, args.date_from, args.date_to),
+        attributes=parsed.attributes,
         destination=validation.destination(args.output),
         timeout=args.timeout,
         poll_interval=args.poll_interval,
     )
+
+
+def _filter_json(text: str) -> Any:
+    """One ``--filter``: a JSON object, checked by the operator's filter parser afterwards."""
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise FlexInsightsInputError(
+            f'--filter must be a JSON object like \'{{"identifier": "label.conversations.queue", '
+            f'"in": ["Sales"]}}\', got {text!r} ({err}).'
+        ) from None
+
+
+def _date_filter(listed: DateFilter | None, date_from: str | None, date_to: str | None) -> DateFilter:
+    """The days: --from/--to, or a date filter given with --filter, never both."""
+    if listed is not None:
+        if date_from is not None or date_to is not None:
+            raise FlexInsightsInputError(
+                f"--filter has a date filter ({listed.to_dict()['type']}) and --from/--to are set too; "
+                "give the days one way only."
+            )
+        return listed
+    if date_from is None or date_to is None:
+        raise FlexInsightsInputError(
+            "Give the days: --from and --to (YYYY-MM-DD, both included), or a date filter such as "
+            '--filter \'{"type": "floating", "from": -7, "to": -1}\'.'
+        )
+    start, end = validation.date(date_from, name="--from"), validation.date(date_to, name="--to")
+    if start > end:
+        raise FlexInsightsInputError(f"--from ({start}) is after --to ({end}); both days are included.")
+    return DateInterval(start, end)
 
 
 def run_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -209,8 +269,7 @@ def run_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         export_uri, written, empty = _export(client, workspace, request)
     if empty:
         print(
-            f"Report {request.report_id} has no data from {request.date_from} to {request.date_to}; "
-            "wrote an empty file.",
+            f"Report {request.report_id} has no data {request.describe_days()}; wrote an empty file.",
             file=sys.stderr,
         )
     if args.json:
@@ -222,8 +281,7 @@ def run_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             "empty": empty,
             "workspace_id": workspace,
             "report_id": request.report_id,
-            "date_from": request.date_from,
-            "date_to": request.date_to,
+            **request.identity(),
         }
         _print_json(document)
     else:
@@ -244,7 +302,7 @@ def _export(
     from airflow_provider_flexinsights.storage import write_atomically
 
     deadline = time.time() + request.timeout
-    export_uri = client.start_export(workspace, request.report_id, request.date_from, request.date_to)
+    export_uri = client.start_filtered_export(workspace, request.report_id, request.filters)
     status = client.check_export(export_uri)
     if status.state is ExportState.PENDING:
         schedule = PollSchedule(first=request.poll_interval)
