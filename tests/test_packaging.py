@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_flexinsights import __version__
 from airflow_provider_flexinsights.get_provider_info import get_provider_info
 
 from tests.conftest import AIRFLOW_VERSION
@@ -28,7 +29,7 @@ def test_airflow_providers_list_shows_the_provider(airflow_db: Path) -> None:
 
     packages = {p["package_name"]: p for p in json.loads(listed.stdout)}
     assert "airflow-provider-flexinsights" in packages
-    assert packages["airflow-provider-flexinsights"]["version"] == "0.1.0"
+    assert packages["airflow-provider-flexinsights"]["version"] == __version__
 
 
 def test_provider_info_names_classes_that_exist() -> None:

@@ -6,4 +6,4 @@ Nothing heavy is imported here: Airflow reads this package when it discovers pro
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
