@@ -17,17 +17,27 @@ from airflow_provider_flexinsights.emulator import (
     render_report,
 )
 
-from tests.conftest import REPO_ROOT, dag_bag, run_dag_file
+from tests.conftest import REPO_ROOT, DagRunResult, dag_bag, run_dag_file
 
 EXAMPLES = sorted((REPO_ROOT / "example_dags").glob("*.py"))
+
+
+def run_example(airflow_db: Path, dag_id: str, logical_date: str) -> DagRunResult:
+    """Run an example DAG (its file is named after its dag_id) from Airflow's DAG folder."""
+    dag_file = airflow_db / "dags" / f"{dag_id}.py"
+    shutil.copy(REPO_ROOT / "example_dags" / f"{dag_id}.py", dag_file)
+    try:
+        return run_dag_file(dag_file, dag_id, logical_date)
+    finally:
+        dag_file.unlink()
 
 
 def test_every_example_dag_imports_without_errors() -> None:
     bag = dag_bag(REPO_ROOT / "example_dags")
 
     assert bag.import_errors == {}
+    assert {Path(dag.fileloc).name for dag in bag.dags.values()} == {path.name for path in EXAMPLES}
     assert "flex_insights_daily_export" in bag.dag_ids
-    assert len(EXAMPLES) >= 1
 
 
 def test_daily_export_writes_the_previous_complete_day(
@@ -38,12 +48,7 @@ def test_daily_export_writes_the_previous_complete_day(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR", str(tmp_path))
-    dag_file = airflow_db / "dags" / "flex_insights_daily_export.py"
-    shutil.copy(REPO_ROOT / "example_dags" / "flex_insights_daily_export.py", dag_file)
-    try:
-        run = run_dag_file(dag_file, "flex_insights_daily_export", "2024-03-02")
-    finally:
-        dag_file.unlink()
+    run = run_example(airflow_db, "flex_insights_daily_export", "2024-03-02")
 
     csv = tmp_path / "queue_report" / "2024-03-01.csv"
     assert run.task_state == "success"
@@ -61,12 +66,7 @@ def test_filtered_example_exports_one_queue_for_the_previous_seven_days(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR", str(tmp_path))
-    dag_file = airflow_db / "dags" / "flex_insights_filtered_export.py"
-    shutil.copy(REPO_ROOT / "example_dags" / "flex_insights_filtered_export.py", dag_file)
-    try:
-        run = run_dag_file(dag_file, "flex_insights_filtered_export", "2024-03-11")
-    finally:
-        dag_file.unlink()
+    run = run_example(airflow_db, "flex_insights_filtered_export", "2024-03-11")
 
     csv = tmp_path / "queue_last_week" / "Support" / "2024-03-11.csv"
     queue = emulator.label(QUEUE_LABEL)
