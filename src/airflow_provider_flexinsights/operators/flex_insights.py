@@ -106,8 +106,8 @@ class FlexInsightsExportOperator(BaseOperator):
     operator hands the waiting to :class:`~..triggers.flex_insights.FlexInsightsExportTrigger` and
     frees its worker slot; otherwise it polls in the worker on the same schedule. The CSV is then
     streamed to ``destination`` whole or not at all: through a temporary file renamed into place
-    on local disks, as an upload committed only once complete on object stores. Returns (to XCom) ``path``, ``bytes``, ``sha256``, ``export_uri``
-    and the export's parameters, never the CSV itself.
+    on local disks, as an upload committed only once complete on object stores. Returns (to XCom)
+    ``path``, ``bytes``, ``sha256``, ``export_uri`` and the export's parameters, never the CSV.
 
     The rest of Airflow sees it too: the "Flex Insights report" extra link opens the report in the
     Analytics Portal; each ``Asset`` in ``outlets`` gets an event whose ``extra`` is that same
