@@ -36,6 +36,7 @@ CONN_FIELDS: dict[str, Any] = {
 
 
 def get_provider_info() -> dict[str, Any]:
+    """The provider's description for Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
     return {
         "package-name": "airflow-provider-flexinsights",
         "name": "Twilio Flex Insights",

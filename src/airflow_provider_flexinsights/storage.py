@@ -43,6 +43,8 @@ _END = b""
 
 @dataclass(frozen=True)
 class WrittenFile:
+    """Where the CSV landed (a local path or ``s3://bucket/key``), its size and its SHA-256."""
+
     path: str
     bytes: int
     sha256: str

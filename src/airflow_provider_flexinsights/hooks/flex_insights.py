@@ -68,6 +68,7 @@ class FlexInsightsClient:
         return self._transport.run(self._api.verify_access())
 
     def resolve_identifier(self, workspace_id: str, identifier: str) -> str:
+        """The workspace's object URI of ``identifier`` (cached for the process); not found raises."""
         return self._transport.run(self._api.resolve_identifier(workspace_id, identifier))
 
     def start_export(self, workspace_id: str, report_id: str, date_from: str, date_to: str) -> str:

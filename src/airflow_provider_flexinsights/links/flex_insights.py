@@ -27,10 +27,12 @@ class FlexInsightsReportLink(BaseOperatorLink):
     def persist(
         cls, context: Context, operator: BaseOperator, base_url: str, workspace_id: str, report_id: str
     ) -> None:
+        """Keep the report's portal URL in XCom for :meth:`get_link` (unless XCom push is off)."""
         if operator.do_xcom_push:
             context["ti"].xcom_push(key=cls.key, value=report_page_url(base_url, workspace_id, report_id))
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        """The URL the task stored, or "" (no button) when it stopped before validating its inputs."""
         from airflow.providers.common.compat.sdk import XCom  # moved in Airflow 3.2; only needed here
 
         url = XCom.get_value(key=self.key, ti_key=ti_key)

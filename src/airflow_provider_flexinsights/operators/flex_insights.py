@@ -192,13 +192,16 @@ class FlexInsightsExportOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> FlexInsightsHook:
+        """The hook of ``flex_insights_conn_id``."""
         return FlexInsightsHook(self.flex_insights_conn_id)
 
     @property
     def poll_schedule(self) -> PollSchedule:
+        """The waits between polls, in the worker and in the trigger alike."""
         return PollSchedule(first=self.poll_interval, cap=self.max_poll_interval)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        """Validate, start (or reuse) the export, wait (deferring if allowed), write; return the result."""
         with _no_retry_for_permanent_errors():
             spec = self.export_spec(context)
             FlexInsightsReportLink.persist(

@@ -58,6 +58,7 @@ class FlexInsightsExportTrigger(BaseTrigger):
         self.restarts = restarts
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Ids, URIs and numbers only: no token or password is ever stored with a trigger."""
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
@@ -74,6 +75,7 @@ class FlexInsightsExportTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until ready, empty, gone or failed; yield one event saying which (never the CSV)."""
         schedule = PollSchedule(first=self.poll_interval, cap=self.max_poll_interval)
         event: dict[str, Any] = {
             "export_uri": self.export_uri,
