@@ -19,6 +19,8 @@ echo "=== Airflow $(.venv/bin/python -c 'import airflow; print(airflow.__version
 if [ "${AIRFLOW_VERSIONS:-both}" != newest ]; then
   scripts/bootstrap.sh oldest
   echo "=== Airflow $(.venv-airflow-3.1/bin/python -c 'import airflow; print(airflow.__version__)') ===" >&2
+  # The 40-second wait test checks the poll schedule, the same code on every Airflow: once is enough.
   .venv-airflow-3.1/bin/python -m pytest --ignore=tests/e2e --ignore=tests/test_benchmarks.py \
+    --deselect "tests/test_operator.py::test_an_export_pending_for_40_seconds_is_waited_out_by_the_trigger_in_few_polls" \
     -p no:cacheprovider "$@"
 fi
