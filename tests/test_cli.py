@@ -544,3 +544,31 @@ def test_an_unknown_filter_value_is_an_api_error_naming_it(emulator: Emulator, t
 
     assert done.returncode == 1 and "Nowhere" in done.stderr and list(tmp_path.iterdir()) == []
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def two_broken_downloads() -> EmulatorConfig:
+    return EmulatorConfig(faults=[Fault("export", "truncate", after_bytes=50_000, count=2)])
+
+
+@pytest.mark.parametrize(
+    ("emulator_config", "attempts", "code"),
+    [(two_broken_downloads(), "3", 0), (two_broken_downloads(), "2", 1)],  # a config each: faults count down
+    ids=["3-attempts-succeed", "2-attempts-fail"],
+)
+def test_a_broken_download_is_fetched_again_up_to_download_attempts(
+    emulator: Emulator, tmp_path: Path, attempts: str, code: int
+) -> None:
+    """The same mechanism as the operator's (FlexInsightsClient.download): two broken streams."""
+    target = tmp_path / "january.csv"
+
+    done = run(
+        *EXPORT_JANUARY, *FAST, "--download-attempts", attempts, "-o", str(target), env=plain_env(emulator)
+    )
+
+    assert done.returncode == code
+    assert done.stderr.count("Downloading it again") == int(attempts) - 1
+    if code == 0:
+        assert target.read_bytes() == render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-01-01", "2024-01-31")
+    else:
+        assert "broke before its end" in done.stderr and list(tmp_path.iterdir()) == []
+    assert [e for e, _ in emulator.calls()].count("execute") == 1  # never a second export

@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--poll-interval", type=float, default=1.0, metavar="SECONDS", help="first wait between polls"
     )
+    export.add_argument(
+        "--download-attempts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="fetch a download that breaks midway again, up to N times in all (default: 3)",
+    )
     return parser
 
 
@@ -192,6 +199,7 @@ class ExportRequest:
     destination: str
     timeout: float
     poll_interval: float
+    download_attempts: int
 
     @property
     def filters(self) -> list[ExportFilter]:
@@ -220,6 +228,8 @@ def export_request(args: argparse.Namespace) -> ExportRequest:
     for name, value in (("--timeout", args.timeout), ("--poll-interval", args.poll_interval)):
         if not value > 0:
             raise FlexInsightsInputError(f"{name} must be a positive number of seconds, got {value}.")
+    if args.download_attempts < 1:
+        raise FlexInsightsInputError(f"--download-attempts must be at least 1, got {args.download_attempts}.")
     return ExportRequest(
         report_id=validation.report_id(args.report),
         date=_date_filter(parsed.date, args.date_from, args.date_to),
@@ -227,6 +237,7 @@ def export_request(args: argparse.Namespace) -> ExportRequest:
         destination=validation.destination(args.output),
         timeout=args.timeout,
         poll_interval=args.poll_interval,
+        download_attempts=args.download_attempts,
     )
 
 
@@ -299,7 +310,6 @@ def _export(
     """Start the export, poll until it is ready, stream it to the destination atomically."""
     from airflow_provider_flexinsights.backoff import PollSchedule
     from airflow_provider_flexinsights.protocol import ExportState
-    from airflow_provider_flexinsights.storage import write_atomically
 
     deadline = time.time() + request.timeout
     export_uri = client.start_filtered_export(workspace, request.report_id, request.filters)
@@ -309,8 +319,12 @@ def _export(
         status = client.wait_for_export(export_uri, schedule=schedule, deadline=deadline, polls=status.polls)
     progress = Progress(sys.stderr) if sys.stderr.isatty() else None
     try:
-        with client.open_csv(status) as chunks:
-            written = write_atomically(request.destination, progress.track(chunks) if progress else chunks)
+        written = client.download(
+            status,
+            request.destination,
+            attempts=request.download_attempts,
+            track=progress.track if progress else None,
+        )
     except OSError as err:  # a folder in the way, no permission, a full disk...
         raise FlexInsightsError(
             f"Could not write {request.destination} ({type(err).__name__}: {err})."

@@ -8,12 +8,14 @@ the same flows (:mod:`..api`), so they behave alike down to the retry schedule.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.sdk import BaseHook
 
@@ -26,6 +28,17 @@ from airflow_provider_flexinsights.protocol import MetadataObject, ReportSummary
 from airflow_provider_flexinsights.session import Session, TransportError
 from airflow_provider_flexinsights.transport import AsyncTransport, SyncTransport
 from airflow_provider_flexinsights.validation import ConnectionSettings
+
+if TYPE_CHECKING:
+    from airflow_provider_flexinsights.storage import WrittenFile
+
+log = logging.getLogger(__name__)
+
+
+class Warns(Protocol):
+    """Any logger: the stdlib's, or the structlog-style one of an Airflow task (``self.log``)."""
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
 
 
 def _mask_secret(secret: str) -> None:
@@ -112,6 +125,34 @@ class FlexInsightsClient:
             raise FlexInsightsDownloadError(
                 f"The download of Flex Insights export {status.export_uri} broke before its end ({err})."
             ) from err
+
+    def download(
+        self,
+        status: ExportStatus,
+        destination: str,
+        *,
+        attempts: int = 3,
+        track: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None,
+        logger: Warns = log,
+    ) -> WrittenFile:
+        """Stream a READY (or EMPTY) export to ``destination``, whole or not at all.
+
+        A stream that breaks midway is fetched again from the start, up to ``attempts`` times in
+        all; nothing is written meanwhile. ``track`` may wrap the chunks (a progress display);
+        ``logger`` says each new attempt (an operator passes its task log).
+        """
+        from airflow_provider_flexinsights.storage import write_atomically
+
+        for attempt in itertools.count(1):
+            try:
+                with self.open_csv(status) as chunks:
+                    return write_atomically(destination, track(chunks) if track else chunks)
+            except FlexInsightsDownloadError as broken:
+                if attempt >= attempts:
+                    raise
+                logger.warning("%s Downloading it again (%d of %d).", broken, attempt + 1, attempts)
+                status = self.check_export(status.export_uri, polls=status.polls)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # --- Discovery -------------------------------------------------------------------------------
 

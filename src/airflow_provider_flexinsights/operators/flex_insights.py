@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import itertools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +18,6 @@ from airflow_provider_flexinsights import validation
 from airflow_provider_flexinsights.api import ExportStatus
 from airflow_provider_flexinsights.backoff import PollSchedule
 from airflow_provider_flexinsights.exceptions import (
-    FlexInsightsDownloadError,
     FlexInsightsEmptyReportError,
     FlexInsightsError,
     FlexInsightsExportGoneError,
@@ -316,27 +314,13 @@ class FlexInsightsExportOperator(BaseOperator):
                     )
                 if status.state is ExportState.EMPTY:
                     self._check_empty_allowed(spec)
-                return self._result(spec, status, self._download(client, spec, status))
+                written = client.download(
+                    status, spec.destination, attempts=self.download_attempts, logger=self.log
+                )
+                return self._result(spec, status, written)
             except FlexInsightsExportGoneError as gone:
                 restarts = self._count_replacement(str(gone), restarts)
                 status = None
-
-    def _download(self, client: FlexInsightsClient, spec: ExportSpec, status: ExportStatus) -> WrittenFile:
-        """Stream the CSV to the destination; a broken stream is fetched again from the start."""
-        from airflow_provider_flexinsights.storage import write_atomically
-
-        for attempt in itertools.count(1):
-            try:
-                with client.open_csv(status) as chunks:
-                    return write_atomically(spec.destination, chunks)
-            except FlexInsightsDownloadError as broken:
-                if attempt >= self.download_attempts:
-                    raise
-                self.log.warning(
-                    "%s Downloading it again (%d of %d).", broken, attempt + 1, self.download_attempts
-                )
-                status = client.check_export(status.export_uri, polls=status.polls)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _defer(self, spec: ExportSpec, status: ExportStatus, end_time: float, restarts: int) -> None:
         from airflow_provider_flexinsights.triggers.flex_insights import FlexInsightsExportTrigger
