@@ -32,6 +32,7 @@ from airflow_provider_flexinsights.exceptions import (
     FlexInsightsInputError,
     FlexInsightsNotFoundError,
 )
+from airflow_provider_flexinsights.export_spec import ExportSpec
 from airflow_provider_flexinsights.filters import (
     AttributeFilter,
     DateInterval,
@@ -41,7 +42,6 @@ from airflow_provider_flexinsights.filters import (
     parse_filters,
 )
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
-from airflow_provider_flexinsights.operators.flex_insights import ExportSpec
 from airflow_provider_flexinsights.protocol import Reply
 from airflow_provider_flexinsights.session import Credentials, Send, Session, Sleep
 

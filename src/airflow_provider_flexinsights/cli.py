@@ -211,16 +211,6 @@ class ExportRequest:
             return f"from {self.date.date_from} to {self.date.date_to}"
         return f"for {self.date.describe()}"
 
-    def identity(self) -> dict[str, Any]:
-        """The operator's XCom fields for the days and filters (an interval as date_from/date_to)."""
-        interval = self.date if isinstance(self.date, DateInterval) else None
-        extra = self.attributes if interval else self.filters
-        return {
-            "date_from": interval.date_from if interval else None,
-            "date_to": interval.date_to if interval else None,
-            "filters": [f.to_dict() for f in extra],
-        }
-
 
 def export_request(args: argparse.Namespace) -> ExportRequest:
     """Validate ``export``'s arguments with the operator's own checks; raise FlexInsightsInputError."""
@@ -284,17 +274,12 @@ def run_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             file=sys.stderr,
         )
     if args.json:
-        document = {
-            "path": written.path,
-            "bytes": written.bytes,
-            "sha256": written.sha256,
-            "export_uri": export_uri,
-            "empty": empty,
-            "workspace_id": workspace,
-            "report_id": request.report_id,
-            **request.identity(),
-        }
-        _print_json(document)
+        from airflow_provider_flexinsights.export_spec import ExportSpec, export_result
+
+        spec = ExportSpec.of(
+            workspace, request.report_id, request.date, request.attributes, request.destination
+        )
+        _print_json(export_result(spec, export_uri, written, empty=empty))  # the operator's XCom
     else:
         print(
             format_table(

@@ -7,7 +7,6 @@ import functools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -23,11 +22,8 @@ from airflow_provider_flexinsights.exceptions import (
     FlexInsightsExportGoneError,
     FlexInsightsInputError,
 )
+from airflow_provider_flexinsights.export_spec import ExportSpec, export_result
 from airflow_provider_flexinsights.filters import (
-    AttributeFilter,
-    DateFilter,
-    DateInterval,
-    ExportFilter,
     choose_date_filter,
     parse_filters,
 )
@@ -48,53 +44,6 @@ _MAX_EXPORT_RESTARTS = 1
 # Airflow's own deferral timeout is a backstop behind the trigger's deadline, which fails with a
 # clearer message; the margin lets the trigger's message win.
 _DEFERRAL_TIMEOUT_MARGIN = dt.timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class ExportSpec:
-    """What to export and where, rendered and validated.
-
-    ``date_from``/``date_to`` hold an absolute interval; they are None when a floating range in
-    ``filters`` picks the days. ``filters`` holds everything beyond them (a floating range,
-    attribute filters), so the retry-reuse of an export and the XCom result both see them.
-    """
-
-    workspace_id: str
-    report_id: str
-    date_from: str | None
-    date_to: str | None
-    destination: str
-    filters: tuple[ExportFilter, ...] = ()
-
-    @classmethod
-    def of(
-        cls,
-        workspace_id: str,
-        report_id: str,
-        date: DateFilter,
-        attributes: tuple[AttributeFilter, ...],
-        destination: str,
-    ) -> ExportSpec:
-        if isinstance(date, DateInterval):
-            return cls(workspace_id, report_id, date.date_from, date.date_to, destination, attributes)
-        return cls(workspace_id, report_id, None, None, destination, (date, *attributes))
-
-    def export_filters(self) -> list[ExportFilter]:
-        """Every filter the export request carries: the date one first."""
-        if self.date_from is not None and self.date_to is not None:
-            return [DateInterval(self.date_from, self.date_to), *self.filters]
-        return list(self.filters)
-
-    def identity(self) -> dict[str, Any]:
-        """What makes two exports the same: everything but where the CSV goes (JSON-able)."""
-        fields = {k: v for k, v in asdict(self).items() if k not in ("destination", "filters")}
-        return {**fields, "filters": [f.to_dict() for f in self.filters]}
-
-    def describe(self) -> str:
-        dates = [f.describe() for f in self.export_filters() if not isinstance(f, AttributeFilter)]
-        text = f"report {self.report_id} in workspace {self.workspace_id} for {dates[0]}"
-        attributes = [f.describe() for f in self.filters if isinstance(f, AttributeFilter)]
-        return f"{text} where {' and '.join(attributes)}" if attributes else text
 
 
 class FlexInsightsExportOperator(BaseOperator):
@@ -351,14 +300,7 @@ class FlexInsightsExportOperator(BaseOperator):
             written.path,
             status.polls,
         )
-        return {
-            "path": written.path,
-            "bytes": written.bytes,
-            "sha256": written.sha256,
-            "export_uri": status.export_uri,
-            "empty": status.state is ExportState.EMPTY,
-            **spec.identity(),
-        }
+        return export_result(spec, status.export_uri, written, empty=status.state is ExportState.EMPTY)
 
     def _published(self, result: dict[str, Any], context: Context) -> dict[str, Any]:
         """Tell the rest of Airflow about the written file: each outlet ``Asset``'s event carries

@@ -1,0 +1,79 @@
+"""What one export is (report, workspace, days, filters, destination) and what it produced.
+
+Shared by the operator and the ``flex-insights`` command line, so both identify an export, and
+report its result, in exactly the same terms (the operator's XCom, the CLI's ``--json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_flexinsights.filters import (
+    AttributeFilter,
+    DateFilter,
+    DateInterval,
+    ExportFilter,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_flexinsights.storage import WrittenFile
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What to export and where, rendered and validated.
+
+    ``date_from``/``date_to`` hold an absolute interval; they are None when a floating range in
+    ``filters`` picks the days. ``filters`` holds everything beyond them (a floating range,
+    attribute filters), so the retry-reuse of an export and the XCom result both see them.
+    """
+
+    workspace_id: str
+    report_id: str
+    date_from: str | None
+    date_to: str | None
+    destination: str
+    filters: tuple[ExportFilter, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        workspace_id: str,
+        report_id: str,
+        date: DateFilter,
+        attributes: tuple[AttributeFilter, ...],
+        destination: str,
+    ) -> ExportSpec:
+        if isinstance(date, DateInterval):
+            return cls(workspace_id, report_id, date.date_from, date.date_to, destination, attributes)
+        return cls(workspace_id, report_id, None, None, destination, (date, *attributes))
+
+    def export_filters(self) -> list[ExportFilter]:
+        """Every filter the export request carries: the date one first."""
+        if self.date_from is not None and self.date_to is not None:
+            return [DateInterval(self.date_from, self.date_to), *self.filters]
+        return list(self.filters)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two exports the same: everything but where the CSV goes (JSON-able)."""
+        fields = {k: v for k, v in asdict(self).items() if k not in ("destination", "filters")}
+        return {**fields, "filters": [f.to_dict() for f in self.filters]}
+
+    def describe(self) -> str:
+        dates = [f.describe() for f in self.export_filters() if not isinstance(f, AttributeFilter)]
+        text = f"report {self.report_id} in workspace {self.workspace_id} for {dates[0]}"
+        attributes = [f.describe() for f in self.filters if isinstance(f, AttributeFilter)]
+        return f"{text} where {' and '.join(attributes)}" if attributes else text
+
+
+def export_result(spec: ExportSpec, export_uri: str, written: WrittenFile, *, empty: bool) -> dict[str, Any]:
+    """The small JSON-able account of a finished export (never the CSV itself)."""
+    return {
+        "path": written.path,
+        "bytes": written.bytes,
+        "sha256": written.sha256,
+        "export_uri": export_uri,
+        "empty": empty,
+        **spec.identity(),
+    }
