@@ -215,6 +215,23 @@ def test_test_connection_reports_success_and_failure(
     assert not ok and "Bad Login or Password!" in message and "nope" not in message
 
 
+def test_test_connection_does_not_name_the_throwaway_id_the_ui_tests_under(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow's Test button runs the hook under a random connection id: the message must not say it."""
+    throwaway = "zq8x1k2m"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{throwaway.upper()}", connection_json(emulator.url, workspace_id="Bad-Id")
+    )
+
+    ok, message = FlexInsightsHook(throwaway).test_connection()
+
+    assert not ok
+    assert message.startswith("This Flex Insights connection's extra workspace_id must be")
+    assert throwaway not in message
+    assert emulator.requests == []
+
+
 @pytest.mark.parametrize(
     ("field", "value", "error"),
     [

@@ -119,8 +119,10 @@ def connection_settings(
     login: str | None,
     password: str | None,
     extra: dict[str, Any],
+    where: str | None = None,
 ) -> ConnectionSettings:
-    where = f"The Flex Insights connection {conn_id!r}"
+    """``where`` names the connection in error messages (default: by its id)."""
+    where = where or f"The Flex Insights connection {conn_id!r}"
     if not login:
         raise FlexInsightsInputError(f"{where} has no login: set it to the Analytics Portal user's email.")
     if not password:

@@ -61,9 +61,15 @@ async def _amask_secret(secret: str) -> None:
         await amask_secret(secret)
 
 
-def _settings(conn_id: str, conn: Any, extra: dict[str, Any]) -> ConnectionSettings:
+def _settings(conn_id: str, conn: Any, extra: dict[str, Any], where: str | None = None) -> ConnectionSettings:
     return validation.connection_settings(
-        conn_id, host=conn.host, port=conn.port, login=conn.login, password=conn.password, extra=extra
+        conn_id,
+        host=conn.host,
+        port=conn.port,
+        login=conn.login,
+        password=conn.password,
+        extra=extra,
+        where=where,
     )
 
 
@@ -220,8 +226,16 @@ class FlexInsightsHook(BaseHook):
         return self.settings
 
     def test_connection(self) -> tuple[bool, str]:
-        """Log in, mint a TT, make one authorized call, log out: proves URL, email and password."""
+        """Log in, mint a TT, make one authorized call, log out: proves URL, email and password.
+
+        The UI's Test button runs this under a throwaway connection id, so messages about the
+        connection's fields say "this connection" rather than naming an id the user never chose.
+        """
         try:
+            conn = self.get_connection(self.flex_insights_conn_id)
+            self.settings = _settings(
+                self.flex_insights_conn_id, conn, conn.extra_dejson, where="This Flex Insights connection"
+            )
             with self.session() as client:
                 login = client.verify_access()
         except FlexInsightsError as err:
