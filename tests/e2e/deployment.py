@@ -86,17 +86,20 @@ class AirflowDeployment:
 
     # --- processes ----------------------------------------------------------------------------
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, done_if: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run an ``airflow`` command; SQLite's "database is locked" (a busy file, not an error of
-        the command) is tried again, twice at most."""
+        the command) is tried again, twice at most. A lock can strike after the command's own
+        change was committed: ``done_if`` is the error a retry then meets, which means done."""
+        failures: list[str] = []
         for attempt in (1, 2, 3):
             done = subprocess.run(
                 ["airflow", *args], env=self.env, capture_output=True, text=True, check=False
             )
-            if done.returncode == 0:
+            if done.returncode == 0 or (attempt > 1 and done_if is not None and done_if in done.stderr):
                 return done
+            failures.append(f"attempt {attempt}:\n{done.stderr[-2000:]}")
             if "database is locked" not in done.stderr or attempt == 3:
-                raise AssertionError(f"airflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+                raise AssertionError(f"airflow {' '.join(args)} failed:\n" + "\n".join(failures))
             time.sleep(2)
         raise AssertionError("unreachable")
 

@@ -71,7 +71,15 @@ def test_backfill_of_seven_days_writes_seven_files_with_their_own_dates(
     emulator.clear_requests()
 
     deployment.cli(
-        "backfill", "create", "--dag-id", dag_id, "--from-date", "2024-03-01", "--to-date", "2024-03-07"
+        "backfill",
+        "create",
+        "--dag-id",
+        dag_id,
+        "--from-date",
+        "2024-03-01",
+        "--to-date",
+        "2024-03-07",
+        done_if="AlreadyRunningBackfill",  # a retry after a lock that struck once it was created
     )
     backfill_runs = wait_until(
         lambda: (
