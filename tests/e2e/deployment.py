@@ -27,11 +27,17 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: each probe stays bound until all are chosen, so the
+    OS cannot hand the same port out twice (the api-server once lost its port to serve-logs)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.5) -> T:
@@ -49,7 +55,7 @@ def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: f
 class AirflowDeployment:
     def __init__(self, home: Path, dags: list[Path], connection: str, extra_env: dict[str, str]) -> None:
         self.home = home
-        self.port = free_port()
+        self.port, worker_log_port, trigger_log_port = free_ports(3)
         self.logs = home / "component-logs"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         airflow_bin = Path(sys.executable).parent
@@ -74,8 +80,8 @@ class AirflowDeployment:
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "8",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_log_port),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log_port),
             "AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT": connection,
             **extra_env,
         }
@@ -137,8 +143,18 @@ class AirflowDeployment:
             straggler.kill()
 
     def _api_is_up(self) -> bool:
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+        """Our api-server answers its version (not merely: something listens on its port)."""
+        import requests
+
+        server = self.processes.get("api-server")
+        if server is not None and server.poll() is not None:
+            log = (self.logs / "api-server.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(f"the api-server exited with {server.returncode}:\n{log}")
+        try:
+            answer = requests.get(f"http://127.0.0.1:{self.port}/api/v2/version", timeout=5)
+        except requests.RequestException:
+            return False
+        return answer.status_code == 200 and "version" in answer.json()
 
     # --- state --------------------------------------------------------------------------------
 
