@@ -92,12 +92,12 @@ def _no_credentials_in(destination: str) -> None:
     Airflow connection, and a secret there would end up in logs and rendered fields."""
     if "://" not in destination:
         return
-    userinfo, at, _ = urlsplit(destination).netloc.rpartition("@")
+    parts = urlsplit(destination)
+    userinfo, at, _ = parts.netloc.rpartition("@")
     if at and ":" in userinfo:
-        scheme = urlsplit(destination).scheme
         raise FlexInsightsInputError(
             f"destination has a secret before '@': keep credentials in an Airflow connection and name "
-            f"it there instead, as in {scheme}://<conn_id>@<bucket>/<key>."
+            f"it there instead, as in {parts.scheme}://<conn_id>@<bucket>/<key>."
         )
 
 

@@ -209,8 +209,12 @@ class FlexInsightsHook(BaseHook):
     @cached_property
     def settings(self) -> ConnectionSettings:
         """The validated connection (raises FlexInsightsInputError naming the field to fix)."""
+        return self._read_settings()
+
+    def _read_settings(self, where: str | None = None) -> ConnectionSettings:
+        """Read and validate the connection; ``where`` names it in errors (default: by its id)."""
         conn = self.get_connection(self.flex_insights_conn_id)
-        return _settings(self.flex_insights_conn_id, conn, conn.extra_dejson)
+        return _settings(self.flex_insights_conn_id, conn, conn.extra_dejson, where)
 
     @contextmanager
     def session(self) -> Iterator[FlexInsightsClient]:
@@ -232,10 +236,7 @@ class FlexInsightsHook(BaseHook):
         connection's fields say "this connection" rather than naming an id the user never chose.
         """
         try:
-            conn = self.get_connection(self.flex_insights_conn_id)
-            self.settings = _settings(
-                self.flex_insights_conn_id, conn, conn.extra_dejson, where="This Flex Insights connection"
-            )
+            self.settings = self._read_settings(where="This Flex Insights connection")
             with self.session() as client:
                 login = client.verify_access()
         except FlexInsightsError as err:
