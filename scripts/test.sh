@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/install-browser.sh  # Chromium for tests/e2e/test_connection_form.py
+scripts/install-postgres.sh  # PostgreSQL server programs for tests/postgres_server.py
 .venv/bin/ruff check src tests example_dags scripts benchmarks
 .venv/bin/ruff format --check src tests example_dags scripts benchmarks
 .venv/bin/mypy

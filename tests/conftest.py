@@ -38,6 +38,8 @@ from airflow_provider_flexinsights.emulator import (  # noqa: E402
     airflow_connection,
 )
 
+from tests.postgres_server import PostgresServer, start_postgres  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow-core").split(".")[:2])
 
@@ -58,6 +60,16 @@ def airflow_db() -> Path:
         env=os.environ.copy(),
     )
     return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster on loopback, once per test session (tests/postgres_server.py)."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)
