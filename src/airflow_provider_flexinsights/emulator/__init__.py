@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow_provider_flexinsights.emulator.data import render_report
-from airflow_provider_flexinsights.emulator.server import (
+from airflow_provider_flexinsights.emulator.model import (
     AGENT_REPORT,
     BULK_REPORT,
     CHANNEL_LABEL,
@@ -15,7 +15,6 @@ from airflow_provider_flexinsights.emulator.server import (
     EMPTY_REPORT,
     QUEUE_LABEL,
     QUEUE_REPORT,
-    Emulator,
     EmulatorConfig,
     Fault,
     Label,
@@ -24,6 +23,7 @@ from airflow_provider_flexinsights.emulator.server import (
     Workspace,
     airflow_connection,
 )
+from airflow_provider_flexinsights.emulator.server import Emulator
 
 __all__ = [
     "AGENT_REPORT",

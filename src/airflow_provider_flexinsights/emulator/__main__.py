@@ -9,7 +9,7 @@ import json
 import signal
 import sys
 
-from airflow_provider_flexinsights.emulator.server import (
+from airflow_provider_flexinsights.emulator import (
     BULK_REPORT,
     DEMO_EMAIL,
     DEMO_PASSWORD,

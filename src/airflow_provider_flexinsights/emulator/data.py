@@ -7,11 +7,13 @@ end with CRLF, like GoodData's raw export.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import functools
 import hashlib
+import io
 import random
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
 HEADER = (
     "Queue",
@@ -32,12 +34,15 @@ DIRECTIONS = ("Inbound", "Outbound")
 OPEN_HOUR, CLOSE_HOUR = 8, 20
 
 
-def csv_line(fields: tuple[str, ...] | list[str]) -> bytes:
-    return ("".join(('"', '","'.join(f.replace('"', '""') for f in fields), '"\r\n'))).encode()
+def csv_lines(rows: Iterable[Sequence[str]]) -> bytes:
+    """Rows as GoodData's raw export writes them: every field double-quoted, CRLF line ends."""
+    buffer = io.StringIO()
+    csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue().encode()
 
 
 def header() -> bytes:
-    return csv_line(HEADER)
+    return csv_lines([HEADER])
 
 
 @functools.lru_cache(maxsize=512)
@@ -46,7 +51,7 @@ def day_rows(workspace_id: str, report_id: str, day: dt.date) -> bytes:
     seed = hashlib.sha256(f"{workspace_id}/{report_id}/{day.isoformat()}".encode()).digest()
     rng = random.Random(seed)
     weekday_load = 0.55 if day.weekday() >= 5 else 1.0
-    lines = []
+    rows = []
     for minute in range(OPEN_HOUR * 60, CLOSE_HOUR * 60, 15):
         interval = f"{minute // 60:02d}:{minute % 60:02d}"
         for queue in QUEUES:
@@ -56,24 +61,22 @@ def day_rows(workspace_id: str, report_id: str, day: dt.date) -> bytes:
                 offered = max(1, int(rng.gauss(12, 5) * weekday_load))
                 abandons = min(offered, int(rng.expovariate(1.5)))
                 handled = offered - abandons
-                lines.append(
-                    csv_line(
-                        (
-                            queue,
-                            day.strftime("%m/%d/%Y"),
-                            interval,
-                            channel,
-                            "Inbound" if rng.random() < 0.85 else "Outbound",
-                            str(offered),
-                            f"{rng.uniform(90, 600):.1f}",
-                            str(abandons),
-                            f"{rng.uniform(0.6, 1.0):.4f}",
-                            f"{rng.uniform(2, 90):.1f}",
-                            str(handled),
-                        )
+                rows.append(
+                    (
+                        queue,
+                        day.strftime("%m/%d/%Y"),
+                        interval,
+                        channel,
+                        "Inbound" if rng.random() < 0.85 else "Outbound",
+                        str(offered),
+                        f"{rng.uniform(90, 600):.1f}",
+                        str(abandons),
+                        f"{rng.uniform(0.6, 1.0):.4f}",
+                        f"{rng.uniform(2, 90):.1f}",
+                        str(handled),
                     )
                 )
-    return b"".join(lines)
+    return csv_lines(rows)
 
 
 def days(date_from: dt.date, date_to: dt.date) -> Iterator[dt.date]:
@@ -104,14 +107,8 @@ Where = Mapping[str, Collection[str]]
 def select_rows(block: bytes, where: Where) -> bytes:
     """The lines of ``block`` whose fields in the ``where`` columns hold one of the allowed values."""
     checks = [(HEADER.index(column), frozenset(values)) for column, values in where.items()]
-    kept = []
-    for line in block.split(b"\r\n"):
-        if not line:
-            continue
-        fields = line[1:-1].decode().split('","')  # generated fields hold no quotes or commas
-        if all(fields[index] in allowed for index, allowed in checks):
-            kept.append(line + b"\r\n")
-    return b"".join(kept)
+    rows = csv.reader(io.StringIO(block.decode(), newline=""))
+    return csv_lines(row for row in rows if all(row[index] in allowed for index, allowed in checks))
 
 
 BULK_BLOCK_DAYS = 25  # about 1 MB of rows

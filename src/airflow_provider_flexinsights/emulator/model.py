@@ -1,0 +1,176 @@
+"""What the emulator serves: users, workspaces, reports, labels, faults, and what a test can read back.
+
+The API it answers is described in docs/wire.md; docs/emulator.md says how tests and demos use it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from airflow_provider_flexinsights.emulator import data
+
+DEMO_EMAIL = "analyst@example.com"
+DEMO_PASSWORD = "flex-emulator-password"
+DEMO_WORKSPACE = "flexinsightsdemoworkspace0000001"
+QUEUE_REPORT = "3035643"
+EMPTY_REPORT = "3035644"
+AGENT_REPORT = "3035645"
+CHANNEL_REPORT = "3035646"
+BULK_REPORT = "9000001"  # served only when the emulator is given a bulk size (benchmarks)
+DATE_IDENTIFIER = "date.date.mmddyyyy"
+DEFAULT_DATE_RANGE = ("2024-01-01", "2024-01-07")  # what an export without a date filter covers
+
+
+@dataclass
+class Report:
+    title: str
+    kind: Literal["queue", "empty", "bulk"] = "queue"
+    size_bytes: int = 0  # bulk reports: at least this many bytes, whatever the dates
+    updated: str = "2024-01-02 09:00:00"  # last change, as the metadata API writes it
+    summary: str = ""
+
+
+def default_reports() -> dict[str, Report]:
+    return {
+        QUEUE_REPORT: Report(
+            "Queue performance, 15 minute intervals",
+            updated="2024-03-14 16:42:07",
+            summary="Offered, handled and abandoned contacts per queue and channel",
+        ),
+        EMPTY_REPORT: Report(
+            "Queue performance, retired queues (no data)", kind="empty", updated="2023-11-30 08:15:00"
+        ),
+        AGENT_REPORT: Report("Queue performance by agent team", updated="2024-02-20 11:05:33"),
+        CHANNEL_REPORT: Report("Queue performance by channel", updated="2024-02-21 10:00:00"),
+    }
+
+
+# --- attribute labels: the values filters select (list constraints, validElements) ---------------
+
+QUEUE_LABEL = "label.conversations.queue"
+CHANNEL_LABEL = "label.conversations.channel"
+DIRECTION_LABEL = "label.conversations.direction"
+
+
+@dataclass(frozen=True)
+class Label:
+    """An attribute label (display form) filters can use: one CSV column and the values it holds."""
+
+    identifier: str
+    column: str  # the column of data.HEADER it selects rows by
+    object_id: int
+    attribute_id: int  # element URIs belong to the attribute, as in GoodData
+    titles: tuple[str, ...]
+
+    def uri(self, workspace_id: str) -> str:
+        return f"/gdc/md/{workspace_id}/obj/{self.object_id}"
+
+    def element_uri(self, workspace_id: str, title: str) -> str:
+        return f"/gdc/md/{workspace_id}/obj/{self.attribute_id}/elements?id={self.titles.index(title) + 1}"
+
+
+def default_labels() -> dict[str, Label]:
+    labels = (
+        Label(QUEUE_LABEL, "Queue", 20011, 20010, data.QUEUES),
+        Label(CHANNEL_LABEL, "Channel", 20021, 20020, data.CHANNELS),
+        Label(DIRECTION_LABEL, "Direction", 20031, 20030, data.DIRECTIONS),
+    )
+    return {label.identifier: label for label in labels}
+
+
+@dataclass
+class Workspace:
+    reports: dict[str, Report] = field(default_factory=default_reports)
+    identifiers: set[str] = field(default_factory=lambda: {DATE_IDENTIFIER, *default_labels()})
+    labels: dict[str, Label] = field(default_factory=default_labels)  # usable when in ``identifiers``
+
+
+FaultKind = Literal["status", "expire_tt", "expire_sst", "delay", "gone", "reset", "truncate"]
+BODY_FAULTS = frozenset({"reset", "truncate"})
+
+
+@dataclass
+class Fault:
+    """Misbehave on requests to ``endpoint``: let ``skip`` of them through, then misbehave ``count`` times.
+
+    ``endpoint`` is login, token, logout, identifiers, execute, export, query (the report list),
+    object (object lookups), or "*" for any; ``workspace``
+    limits the fault to one workspace. Kinds:
+
+    - ``status``: answer ``status`` (with ``retry_after`` as Retry-After, if set) instead of serving.
+    - ``expire_tt``: expire every TT first, as ten minutes would (the request gets the TT challenge).
+    - ``expire_sst``: expire every SST and TT first, as two weeks would.
+    - ``delay``: hold the first byte back for ``seconds``, then serve.
+    - ``gone``: the export expired: 410 now, 404 from then on (export endpoint).
+    - ``reset``: send ``after_bytes`` of a CSV body, then reset the connection (counts downloads only).
+    - ``truncate``: send ``after_bytes`` of a CSV body, then close cleanly without the final chunk.
+    """
+
+    endpoint: str = "*"
+    kind: FaultKind = "status"
+    status: int = 503
+    count: int = 1
+    skip: int = 0
+    retry_after: str | None = None
+    seconds: float = 0.0
+    after_bytes: int = 0
+    workspace: str | None = None
+
+    def matches(self, endpoint: str, workspace: str | None, kinds: frozenset[str]) -> bool:
+        return (
+            self.count > 0
+            and self.kind in kinds
+            and self.endpoint in ("*", endpoint)
+            and self.workspace in (None, workspace)
+        )
+
+
+@dataclass
+class EmulatorConfig:
+    users: dict[str, str] = field(default_factory=lambda: {DEMO_EMAIL: DEMO_PASSWORD})
+    workspaces: dict[str, Workspace] = field(default_factory=lambda: {DEMO_WORKSPACE: Workspace()})
+    pending_polls: int = 2  # answers 202 this many times before the CSV is ready...
+    pending_seconds: float = 0.0  # ...and for at least this long after the export started
+    # when set, each export's wait is drawn from this range instead (seeded by the export id)
+    pending_seconds_range: tuple[float, float] | None = None
+    tt_ttl: float = 600.0
+    tt_max_uses: int | None = None  # a TT stops working after this many requests (None: no limit)
+    sst_ttl: float = 14 * 24 * 3600.0
+    faults: list[Fault] = field(default_factory=list)
+    # filters: "today" for floating date ranges (None: the real date, in UTC, the workspace's zone)
+    today: dt.date | None = None
+    # statuses each validElements lookup answers before its result: (202,) a poll, (303,) a
+    # redirect, (202, 303) both; the client must follow them
+    valid_elements_detour: tuple[int, ...] = ()
+    valid_elements_max_page: int = 1000  # the most values one validElements page holds
+
+
+def airflow_connection(url: str, *, password: str = DEMO_PASSWORD, **extra: Any) -> str:
+    """The ``flex_insights`` connection for an emulator at ``url``, as ``AIRFLOW_CONN_...`` JSON."""
+    document = {
+        "conn_type": "flex_insights",
+        "host": url,
+        "login": DEMO_EMAIL,
+        "password": password,
+        "extra": {"workspace_id": DEMO_WORKSPACE, **extra},
+    }
+    return json.dumps(document)
+
+
+@dataclass
+class RequestRecord:
+    """One request as the emulator saw it (never with a password or a token)."""
+
+    endpoint: (
+        str  # login, token, profile, logout, identifiers, execute (start an export), export (poll/download),
+        # query (the report list), object (object lookups)
+    )
+    method: str
+    path: str
+    status: int
+    user_agent: str
+    at: float
+    body: Any = None
