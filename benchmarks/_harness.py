@@ -7,6 +7,7 @@ provider's, and so that it is measured the same way as `curl` or any other clien
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -100,6 +101,21 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def machine_line() -> str:
+    """What the figures were measured on, and how busy it was (other work skews wall-clock figures)."""
+    one, five, _ = os.getloadavg()
+    return (
+        f"machine: {sys.platform}, {os.cpu_count()} cores, python {sys.version.split()[0]}; "
+        f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
+    )
+
+
+def judged(name: str, ok: bool, detail: str) -> str:
+    """Print one target's line, ``PASS name: detail`` or ``FAIL ...``; return the name."""
+    print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}")
+    return name
 
 
 def verdict(checks: dict[str, bool], *, smoke: bool) -> int:

@@ -7,6 +7,7 @@ Redirects are never followed, so tokens (sent as headers) cannot be forwarded to
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0
-DOWNLOAD_CHUNK_SIZE = 1 << 20
+DOWNLOAD_CHUNK_SIZE = 256 << 10  # below malloc's mmap threshold: pieces reuse freed memory, no page faults
 ASYNC_CONNECTIONS = 20  # per triggerer session: plenty for polls, gentle on the API
 
 
@@ -122,16 +123,95 @@ class SyncTransport:
 
 
 def _chunks(response: requests.Response) -> Iterator[bytes]:
-    """The body in chunks; a broken stream (reset, truncated chunking, timeout) is a TransportError."""
+    """The body in pieces; a broken stream (reset, truncated chunking, timeout) is a TransportError."""
     import requests
+    from httptools import HttpParserError
 
     received = 0
+    socket_file = _plain_chunked_source(response)
+    pieces = (
+        _decode_chunked(socket_file)
+        if socket_file is not None
+        else response.iter_content(chunk_size=DOWNLOAD_CHUNK_SIZE)
+    )
     try:
-        for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_SIZE):
-            received += len(chunk)
-            yield chunk
-    except requests.RequestException as err:
+        for piece in pieces:
+            received += len(piece)
+            yield piece
+    except (requests.RequestException, OSError, HttpParserError, _BodyCutShort) as err:
         raise TransportError(f"{_describe(err)}, after {received:,} bytes") from err
+
+
+def _plain_chunked_source(response: requests.Response) -> io.BufferedIOBase | None:
+    """The socket file positioned at the body's first byte, when the body is chunked and not encoded.
+
+    Those bodies (what Flex Insights sends) are read in large blocks and decoded in C, since urllib3
+    decodes chunked framing in Python, one chunk at a time: at 8 KiB chunks that cost 5x curl's time.
+    Any other body (Content-Length, gzip) goes through ``requests`` as usual.
+    """
+    framing = response.headers.get("Transfer-Encoding", "").lower()
+    encoding = response.headers.get("Content-Encoding", "identity").lower()
+    http_client_response = getattr(response.raw, "_fp", None)
+    socket_file = getattr(http_client_response, "fp", None)
+    if framing != "chunked" or encoding != "identity" or not isinstance(socket_file, io.BufferedIOBase):
+        return None
+    return socket_file
+
+
+class _BodyCutShort(Exception):
+    """The connection closed before the chunked body's last chunk."""
+
+
+class _DecodedBody:
+    """httptools callbacks: keeps the body bytes of the chunks parsed so far, and whether it ended."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.complete = False
+
+    def on_body(self, body: bytes) -> None:
+        self.pieces.append(body)
+        self.size += len(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    def take(self) -> bytes:
+        piece = b"".join(self.pieces)
+        self.pieces.clear()
+        self.size = 0
+        return piece
+
+
+# The parser needs a response head to frame what follows; the real one was read by http.client.
+_CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def _decode_chunked(socket_file: io.BufferedIOBase) -> Iterator[bytes]:
+    """The body of a chunked response, in pieces of about ``DOWNLOAD_CHUNK_SIZE`` whatever the chunks.
+
+    The socket is read a block at a time and llhttp (via httptools) strips the framing, so Python
+    runs per block rather than per chunk; the pieces are large, so hashing and the writer thread
+    also see a few per megabyte. A body that ends before its last chunk raises ``_BodyCutShort``.
+    """
+    from httptools import HttpParserError, HttpResponseParser
+
+    body = _DecodedBody()
+    parser = HttpResponseParser(body)
+    parser.feed_data(_CHUNKED_HEAD)
+    block = memoryview(bytearray(DOWNLOAD_CHUNK_SIZE))
+    while not body.complete:
+        count = socket_file.readinto1(block)
+        if not count:
+            raise _BodyCutShort("the connection closed before the last chunk of the body")
+        try:
+            parser.feed_data(block[:count])
+        except HttpParserError:
+            if not body.complete:
+                raise  # bytes after the body's end are not ours to judge
+        if body.size >= DOWNLOAD_CHUNK_SIZE or (body.complete and body.size):
+            yield body.take()
 
 
 class AsyncTransport:

@@ -22,6 +22,13 @@ from airflow_provider_flexinsights.emulator import (
 )
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_flexinsights.emulator", description=__doc__
@@ -38,6 +45,12 @@ def main(argv: list[str] | None = None) -> None:
         "--bulk-report-mb", type=int, default=0, help=f"serve report {BULK_REPORT} with at least this many MB"
     )
     parser.add_argument(
+        "--chunk-bytes",
+        type=_positive_int,
+        default=64 << 10,
+        help="size of the chunks CSV bodies are sent in (default: 65536)",
+    )
+    parser.add_argument(
         "--today",
         type=dt.date.fromisoformat,
         help="the date floating filters count from, YYYY-MM-DD (default: the real date, UTC)",
@@ -50,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         pending_seconds_range=tuple(args.pending_range) if args.pending_range else None,
         tt_ttl=args.tt_ttl,
         today=args.today,
+        chunk_bytes=args.chunk_bytes,
     )
     if args.bulk_report_mb:
         bulk = Report("Bulk queue report (benchmarks)", kind="bulk", size_bytes=args.bulk_report_mb << 20)

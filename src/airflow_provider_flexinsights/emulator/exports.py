@@ -10,6 +10,7 @@ import secrets
 import socket
 import struct
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from airflow_provider_flexinsights.emulator import data
@@ -184,15 +185,44 @@ def _stream_csv(exchange: Exchange, export: ExportJob, report: Report) -> None:
         blocks = data.iter_bulk_report(export.workspace_id, export.report_id, start, report.size_bytes)
     else:
         blocks = data.iter_report(export.workspace_id, export.report_id, start, end, export.where)
-    fault = exchange.take_fault(BODY_FAULTS)
+    _send_chunked(exchange, blocks, exchange.take_fault(BODY_FAULTS))
+
+
+def _send_chunked(exchange: Exchange, blocks: Iterable[bytes], fault: Fault | None) -> None:
+    """Frame the body in chunks of the configured size (batched into large writes); a body fault
+    cuts it ``after_bytes`` in, mid-chunk."""
     budget = fault.after_bytes if fault else None
-    for block in blocks:
-        if budget is not None and len(block) >= budget:
-            _cut(exchange, fault, b"%x\r\n%s" % (len(block), block[:budget]))
+    batch: list[bytes | memoryview] = []
+    batched = 0
+    for chunk in _recut(blocks, exchange.state.config.chunk_bytes):
+        if budget is not None and len(chunk) >= budget:
+            exchange.write(b"".join(batch))
+            _cut(exchange, fault, b"%x\r\n%s" % (len(chunk), chunk[:budget]))
         if budget is not None:
-            budget -= len(block)
-        exchange.write(b"%x\r\n%s\r\n" % (len(block), block))
-    exchange.write(b"0\r\n\r\n")
+            budget -= len(chunk)
+        batch += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+        batched += len(chunk)
+        if batched >= _WRITE_BYTES:
+            exchange.write(b"".join(batch))
+            batch, batched = [], 0
+    exchange.write(b"".join([*batch, b"0\r\n\r\n"]))
+
+
+_WRITE_BYTES = 1 << 20  # chunks are framed one by one but sent in writes of about this size
+
+
+def _recut(blocks: Iterable[bytes], size: int) -> Iterator[bytes | memoryview]:
+    """The same bytes as ``blocks``, in pieces of exactly ``size`` (the last one may be shorter)."""
+    carry = b""
+    for block in blocks:
+        whole = carry + block if carry else block
+        view = memoryview(whole)
+        cut = len(whole) - len(whole) % size
+        for start in range(0, cut, size):
+            yield view[start : start + size]
+        carry = bytes(view[cut:])
+    if carry:
+        yield carry
 
 
 def _cut(exchange: Exchange, fault: Fault | None, last_bytes: bytes) -> None:

@@ -146,6 +146,9 @@ class EmulatorConfig:
     # redirect, (202, 303) both; the client must follow them
     valid_elements_detour: tuple[int, ...] = ()
     valid_elements_max_page: int = 1000  # the most values one validElements page holds
+    # CSV bodies are sent chunked (no Content-Length, as the real service does) in chunks of this
+    # many bytes, the last one shorter; the real service's chunk size is not documented
+    chunk_bytes: int = 64 << 10
 
 
 def airflow_connection(url: str, *, password: str = DEMO_PASSWORD, **extra: Any) -> str:
