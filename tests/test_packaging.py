@@ -122,3 +122,36 @@ def test_every_provider_info_extra_link_is_importable() -> None:
     for classpath in get_provider_info()["extra-links"]:
         module, _, name = classpath.rpartition(".")
         assert getattr(import_module(module), name)().name == "Flex Insights report"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_TOOLS = {"pytest", "mypy", "ruff", "playwright", "moto", "apache-airflow-providers-amazon"}
+
+
+def test_the_demo_install_resolves_without_the_test_tools_but_with_what_the_demo_loads() -> None:
+    """scripts/demo.sh installs `.[demo]` only: the test tools and their providers cost most of a
+    first run's install time and the demo never uses them. Resolved by pip as a fresh venv would."""
+    assert "scripts/bootstrap.sh demo" in (ROOT / "scripts" / "demo.sh").read_text()
+    resolved = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--ignore-installed",
+            "--report",
+            "-",
+            "-c",
+            str(ROOT / "constraints.txt"),
+            f"{ROOT}[demo]",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    names = {item["metadata"]["name"].lower() for item in json.loads(resolved.stdout)["install"]}
+
+    assert {"apache-airflow", "apache-airflow-providers-sqlite"} <= names
+    assert not names & DEV_TOOLS
