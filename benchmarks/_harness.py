@@ -112,10 +112,13 @@ def machine_line() -> str:
     )
 
 
-def judged(name: str, ok: bool, detail: str) -> str:
-    """Print one target's line, ``PASS name: detail`` or ``FAIL ...``; return the name."""
-    print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}")
-    return name
+class Checks(dict[str, bool]):
+    """Targets judged so far; each prints its own summary line as it is judged."""
+
+    def judge(self, name: str, ok: bool, detail: str) -> None:
+        """Print ``PASS name: detail`` (or FAIL) and remember the outcome."""
+        print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}")
+        self[name] = ok
 
 
 def verdict(checks: dict[str, bool], *, smoke: bool) -> int:

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _harness import (
+    Checks,
     RunningEmulator,
     cpu_seconds,
     emulator,
-    judged,
     machine_line,
     median,
     peak_rss_mb,
@@ -141,7 +141,7 @@ def measure_chunk_size(label: str, plan: Plan) -> ChunkSizeResult:
     return result
 
 
-def report(result: ChunkSizeResult) -> dict[str, bool]:
+def report(result: ChunkSizeResult, checks: Checks) -> None:
     ratios = result.round_ratios()
     ratio = median(ratios)
     mib_s = result.mib / median([r.seconds for r in result.provider])
@@ -155,14 +155,8 @@ def report(result: ChunkSizeResult) -> dict[str, bool]:
         f"round ratios {' '.join(f'{r:.2f}' for r in ratios)}"
     )
     rounds = f"median of {len(ratios)} interleaved rounds; target >= {TARGET_RATIO}x"
-    return {
-        judged(f"throughput at {result.label}", ratio >= TARGET_RATIO, f"{ratio:.2f}x curl ({rounds})"): (
-            ratio >= TARGET_RATIO
-        ),
-        judged(f"same bytes at {result.label}", result.same_bytes, "as curl, and the reported SHA-256"): (
-            result.same_bytes
-        ),
-    }
+    checks.judge(f"throughput at {result.label}", ratio >= TARGET_RATIO, f"{ratio:.2f}x curl ({rounds})")
+    checks.judge(f"same bytes at {result.label}", result.same_bytes, "as curl, and the reported SHA-256")
 
 
 def main() -> int:
@@ -179,7 +173,7 @@ def main() -> int:
         return 1
 
     print(machine_line())
-    checks: dict[str, bool] = {}
+    checks = Checks()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         with emulator("--pending-polls", "0") as running:
@@ -189,12 +183,11 @@ def main() -> int:
         baseline_rss = peak_rss_mb()
         plan = Plan(size_mb, rounds, curl, work)
         for label in args.chunk or CHUNK_SIZES:
-            checks.update(report(measure_chunk_size(label, plan)))
+            report(measure_chunk_size(label, plan), checks)
     growth = peak_rss_mb() - baseline_rss
     print(f"export of {size_mb:,} MiB per chunk size; {machine_line()}")
-    ok = growth <= TARGET_RSS_GROWTH_MB
     target = f"over a 1 MB export (target <= {TARGET_RSS_GROWTH_MB})"
-    checks[judged("peak RSS growth", ok, f"{growth:.1f} MB {target}")] = ok
+    checks.judge("peak RSS growth", growth <= TARGET_RSS_GROWTH_MB, f"{growth:.1f} MB {target}")
     return verdict(checks, smoke=args.smoke)
 
 

@@ -23,7 +23,7 @@ EXPECTED_LINES = {
         "export 1: 6 requests: login:200, token:200, identifiers:200, execute:201, export:200, logout:204",
         "export 2: 5 requests: login:200, token:200, execute:201, export:200, logout:204",
     ],
-    "triggerer_scale": ["events delivered:   20 of 20", "logins:             1 "],
+    "triggerer_scale": ["PASS events delivered: 20 of 20", "PASS logins: 1 "],
     "import_cost": ["added by the operator:"],
 }
 

@@ -1,0 +1,197 @@
+"""The triggerer's lean HTTP/1.1 client against real loopback servers: keep-alive reuse, framing,
+a stale kept-alive connection, bodies not wanted, timeouts, bad answers; and the httpx fallback
+taken when the environment names a proxy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from airflow_provider_flexinsights import protocol
+from airflow_provider_flexinsights.async_http import ConnectionPool, HttpError
+from airflow_provider_flexinsights.emulator import DEMO_EMAIL, DEMO_PASSWORD, Emulator
+from airflow_provider_flexinsights.session import Send
+from airflow_provider_flexinsights.transport import AsyncTransport
+
+pytestmark = pytest.mark.anyio
+
+Answerer = Callable[[int, bytes], Awaitable[bytes | None]]
+"""(request number on its connection, request head) -> raw answer, or None to hang up unanswered."""
+
+Start = Callable[[Answerer], Awaitable[tuple["LoopbackServer", ConnectionPool]]]
+"""Starts a server answering with the given function, and a pool of connections to it."""
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class LoopbackServer:
+    """An asyncio server answering each request with what ``answer`` returns; counts connections."""
+
+    def __init__(self, answer: Answerer) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.heads: list[bytes] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            for number in range(1, 1000):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                self.heads.append(head + await reader.readexactly(length))
+                raw = await self.answer(number, head)
+                if raw is None:
+                    break
+                writer.write(raw)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Start]:
+    servers: list[asyncio.Server] = []
+    pools: list[ConnectionPool] = []
+
+    async def started(answer: Answerer) -> tuple[LoopbackServer, ConnectionPool]:
+        server = LoopbackServer(answer)
+        listening = await asyncio.start_server(server.serve, "127.0.0.1", 0)
+        servers.append(listening)
+        port = listening.sockets[0].getsockname()[1]
+        pool = ConnectionPool(
+            f"http://127.0.0.1:{port}/prefix", user_agent="test", connect_timeout=5, read_timeout=1
+        )
+        pools.append(pool)
+        return server, pool
+
+    yield started
+    for pool in pools:
+        await pool.close()
+    for listening in servers:
+        listening.close()
+
+
+async def always_ok(number: int, head: bytes) -> bytes:
+    return OK
+
+
+async def test_requests_reuse_one_kept_alive_connection(start: Start) -> None:
+    server, pool = await start(always_ok)
+
+    answers = [await pool.request("GET", "/x", {"X-Token": "t"}) for _ in range(5)]
+
+    assert [(a.status, a.body) for a in answers] == [(200, b"ok")] * 5
+    assert server.connections == 1
+    assert server.heads[0].startswith(b"GET /prefix/x HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"\r\nX-Token: t\r\n" in server.heads[0]
+
+
+async def test_json_bodies_chunked_answers_and_repeated_headers(start: Start) -> None:
+    async def chunked(number: int, head: bytes) -> bytes:
+        head = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nVia: a\r\nVia: b\r\n\r\n"
+        return head + b'3\r\n{"a\r\n4\r\n":1}\r\n0\r\n\r\n'
+
+    server, pool = await start(chunked)
+
+    answer = await pool.request("POST", "/login", {}, {"user": "é"})
+
+    assert (answer.status, answer.body, answer.headers["Via"]) == (201, b'{"a":1}', "a, b")
+    assert server.heads[0].endswith(b'Content-Length: 13\r\n\r\n{"user":"\xc3\xa9"}')
+
+
+async def test_a_kept_alive_connection_closed_by_the_server_is_replaced_for_a_get_only(start: Start) -> None:
+    async def once_per_connection(number: int, head: bytes) -> bytes | None:
+        return OK if number == 1 else None  # the second request on a connection: hang up unanswered
+
+    server, pool = await start(once_per_connection)
+    await pool.request("GET", "/first", {})
+
+    assert (await pool.request("GET", "/again", {})).body == b"ok"  # repeated on a new connection
+    assert server.connections == 2
+    with pytest.raises(HttpError, match="closed the connection before answering"):
+        await pool.request("POST", "/not-repeated", {}, {})
+    assert [h.split(b" ")[1] for h in server.heads].count(b"/prefix/not-repeated") == 1
+
+
+async def test_a_body_not_wanted_is_not_read_and_its_connection_not_reused(start: Start) -> None:
+    async def big(number: int, head: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 1000  # the rest never comes
+
+    server, pool = await start(big)
+
+    first = await pool.request("GET", "/csv", {}, skip_success_body=True)
+    await pool.request("GET", "/csv", {}, skip_success_body=True)
+
+    assert (first.status, first.body) == (200, b"")
+    assert server.connections == 2
+
+
+async def test_no_answer_in_time_is_an_error(start: Start) -> None:
+    async def silent(number: int, head: bytes) -> bytes:
+        await asyncio.sleep(30)
+        return OK
+
+    _, pool = await start(silent)
+
+    with pytest.raises(HttpError, match="no answer within 1 s"):
+        await pool.request("GET", "/slow", {})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"NOT HTTP\r\n\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+    ids=["not-http", "bad-chunk-size"],
+)
+async def test_an_answer_that_is_not_http_is_an_error(start: Start, raw: bytes) -> None:
+    async def garbage(number: int, head: bytes) -> bytes:
+        return raw
+
+    _, pool = await start(garbage)
+
+    with pytest.raises(HttpError, match=r"not valid HTTP/1\.1"):
+        await pool.request("GET", "/x", {})
+
+
+async def test_nothing_listening_is_an_error() -> None:
+    pool = ConnectionPool("http://127.0.0.1:9", user_agent="test", connect_timeout=5, read_timeout=5)
+
+    with pytest.raises(HttpError, match=r"could not connect to 127\.0\.0\.1:9"):
+        await pool.request("GET", "/x", {})
+
+
+async def test_with_a_proxy_in_the_environment_requests_go_through_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The emulator stands in for the proxy: it routes an absolute-form request by its path."""
+    with Emulator() as emulator:
+        monkeypatch.setenv("HTTP_PROXY", emulator.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        transport = AsyncTransport("http://flex-insights.invalid", on_secret=_ignore)
+
+        def flow():  # type: ignore[no-untyped-def]
+            return (yield Send(protocol.login(DEMO_EMAIL, DEMO_PASSWORD)))
+
+        try:
+            reply = await transport.run(flow())
+        finally:
+            await transport.close()
+
+    assert reply.status == 200
+    assert [r.path for r in emulator.requests] == ["http://flex-insights.invalid/gdc/account/login"]
+    assert emulator.requests[0].user_agent.endswith("(httpx)")
+
+
+async def _ignore(secret: str) -> None:
+    pass
