@@ -572,3 +572,29 @@ def test_a_broken_download_is_fetched_again_up_to_download_attempts(
     else:
         assert "broke before its end" in done.stderr and list(tmp_path.iterdir()) == []
     assert [e for e, _ in emulator.calls()].count("execute") == 1  # never a second export
+
+
+@pytest.mark.parametrize(
+    ("emulator_config", "code"),
+    [
+        (EmulatorConfig(pending_polls=2, faults=[Fault("export", "gone", skip=1)]), 0),
+        (EmulatorConfig(pending_polls=2, faults=[Fault("export", "gone", skip=1, count=2)]), 1),
+    ],
+    ids=["gone-once-replaced", "gone-twice-fails"],
+)
+def test_an_expired_export_is_replaced_once_like_the_operator_does(
+    emulator: Emulator, tmp_path: Path, code: int
+) -> None:
+    """The operator's export job: an export that expires while pending is started again, once."""
+    target = tmp_path / "january.csv"
+
+    done = run(*EXPORT_JANUARY, *FAST, "-o", str(target), env=plain_env(emulator))
+
+    assert done.returncode == code, done.stderr
+    assert [e for e, _ in emulator.calls()].count("execute") == 2
+    if code == 0:
+        assert "Starting a new export with the same parameters" in done.stderr
+        assert target.read_bytes() == render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-01-01", "2024-01-31")
+    else:
+        assert "It was already replaced once in this try; giving up" in done.stderr
+        assert list(tmp_path.iterdir()) == []

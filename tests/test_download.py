@@ -4,11 +4,12 @@ a cut or malformed body is a broken download, never a short file; other bodies g
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gzip
 import hashlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -29,12 +30,19 @@ from airflow_provider_flexinsights.emulator import (
 )
 from airflow_provider_flexinsights.emulator.data import iter_bulk_report
 from airflow_provider_flexinsights.exceptions import FlexInsightsDownloadError
+from airflow_provider_flexinsights.export import download
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.protocol import Auth, Request
 from airflow_provider_flexinsights.session import Send, TransportError
+from airflow_provider_flexinsights.storage import WrittenFile, write_atomically
 from airflow_provider_flexinsights.transport import SyncTransport
 
 DATES = ("2024-03-01", "2024-03-03")  # about 120 kB
+
+
+def write_to(path: Path) -> Callable[[Iterator[bytes]], WrittenFile]:
+    """The file writer as a download sink (the export operator's)."""
+    return functools.partial(write_atomically, str(path))
 
 
 def emulator_with(chunk_bytes: int, *faults: Fault, bulk_mb: int = 0) -> EmulatorConfig:
@@ -106,7 +114,7 @@ def test_the_emulator_sends_the_body_in_chunks_of_chunk_bytes(
 def test_a_download_is_exact_at_any_chunk_size(tmp_path: Path, flex_connection: str, report_id: str) -> None:
     with FlexInsightsHook().session() as client:
         uri = client.start_export(DEMO_WORKSPACE, report_id, *DATES)
-        written = client.download(client.check_export(uri), str(tmp_path / "export.csv"))
+        written, _ = download(client, client.check_export(uri), write_to(tmp_path / "export.csv"))
 
     if report_id == BULK_REPORT:
         expected = b"".join(iter_bulk_report(DEMO_WORKSPACE, BULK_REPORT, dt.date(2024, 3, 1), 3 << 20))
@@ -130,7 +138,7 @@ def test_a_body_cut_before_its_last_chunk_writes_nothing(
     with FlexInsightsHook().session() as client:
         uri = client.start_export(DEMO_WORKSPACE, BULK_REPORT, *DATES)
         with pytest.raises(FlexInsightsDownloadError, match="broke before its end") as broken:
-            client.download(client.check_export(uri), str(tmp_path / "export.csv"), attempts=1)
+            download(client, client.check_export(uri), write_to(tmp_path / "export.csv"), attempts=1)
 
     if emulator.config.faults[0].kind == "truncate":
         assert "closed before the last chunk" in str(broken.value)

@@ -22,7 +22,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, redirect_stdout
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
@@ -45,7 +45,9 @@ from airflow_provider_flexinsights.validation import ConnectionSettings
 if TYPE_CHECKING:
     import datetime as dt
 
-    from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient
+    from airflow_provider_flexinsights.client import FlexInsightsClient
+    from airflow_provider_flexinsights.export import ExportOutcome
+    from airflow_provider_flexinsights.export_spec import ExportSpec
     from airflow_provider_flexinsights.protocol import ReportSummary
     from airflow_provider_flexinsights.storage import WrittenFile
 
@@ -266,20 +268,19 @@ def run_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     request = export_request(args)
     settings = resolve_settings(args.conn_id, environ)
     workspace = resolve_workspace(args.workspace, environ, settings)
+    from airflow_provider_flexinsights.export_spec import ExportSpec, export_result
+
+    spec = ExportSpec.of(workspace, request.report_id, request.date, request.attributes, request.destination)
     with closing(_client(settings)) as client:
-        export_uri, written, empty = _export(client, workspace, request)
-    if empty:
+        outcome = _export(client, spec, request)
+    if outcome.empty:
         print(
             f"Report {request.report_id} has no data {request.describe_days()}; wrote an empty file.",
             file=sys.stderr,
         )
+    written = outcome.written
     if args.json:
-        from airflow_provider_flexinsights.export_spec import ExportSpec, export_result
-
-        spec = ExportSpec.of(
-            workspace, request.report_id, request.date, request.attributes, request.destination
-        )
-        _print_json(export_result(spec, export_uri, written, empty=empty))  # the operator's XCom
+        _print_json(export_result(spec, outcome.export_uri, asdict(written), empty=outcome.empty))
     else:
         print(
             format_table(
@@ -290,31 +291,31 @@ def run_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _export(
-    client: FlexInsightsClient, workspace: str, request: ExportRequest
-) -> tuple[str, WrittenFile, bool]:
-    """Start the export, poll until it is ready, stream it to the destination atomically."""
+    client: FlexInsightsClient, spec: ExportSpec, request: ExportRequest
+) -> ExportOutcome[WrittenFile]:
+    """The operator's export job, waiting here: start, poll, replace an expired export once, and
+    stream it to the destination atomically (fetched again if the stream breaks)."""
     from airflow_provider_flexinsights.backoff import PollSchedule
-    from airflow_provider_flexinsights.protocol import ExportState
+    from airflow_provider_flexinsights.export import ExportJob, ExportPolicy, JobState
+    from airflow_provider_flexinsights.storage import write_atomically
 
-    deadline = time.time() + request.timeout
-    export_uri = client.start_filtered_export(workspace, request.report_id, request.filters)
-    status = client.check_export(export_uri)
-    if status.state is ExportState.PENDING:
-        schedule = PollSchedule(first=request.poll_interval)
-        status = client.wait_for_export(export_uri, schedule=schedule, deadline=deadline, polls=status.polls)
+    policy = ExportPolicy(
+        PollSchedule(first=request.poll_interval), download_attempts=request.download_attempts
+    )
     progress = Progress(sys.stderr) if sys.stderr.isatty() else None
-    try:
-        written = client.download(
-            status,
-            request.destination,
-            attempts=request.download_attempts,
-            track=progress.track if progress else None,
-        )
-    except OSError as err:  # a folder in the way, no permission, a full disk...
-        raise FlexInsightsError(
-            f"Could not write {request.destination} ({type(err).__name__}: {err})."
-        ) from err
-    return export_uri, written, status.state is ExportState.EMPTY
+
+    with _airflow_logs_muted():  # files are written through Airflow's ObjectStoragePath; its first
+        import airflow.sdk  # noqa: F401  # import sets up Airflow's logging, chattily on 3.1
+
+    def write(chunks: Iterator[bytes]) -> WrittenFile:
+        try:
+            return write_atomically(spec.destination, progress.track(chunks) if progress else chunks)
+        except OSError as err:  # a folder in the way, no permission, a full disk...
+            raise FlexInsightsError(
+                f"Could not write {spec.destination} ({type(err).__name__}: {err})."
+            ) from err
+
+    return ExportJob(client, spec, policy).run(write, JobState.start(time.time() + request.timeout))
 
 
 # --- credentials and workspace ----------------------------------------------------------------
@@ -408,8 +409,8 @@ def resolve_workspace(flag: str | None, environ: Mapping[str, str], settings: Co
 
 
 def _client(settings: ConnectionSettings) -> FlexInsightsClient:
-    with _airflow_logs_muted():  # the first import of Airflow sets up its logging, chattily on 3.1
-        from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient
+    """An Airflow-free client: no log masker to tell, since nothing here goes to Airflow's logs."""
+    from airflow_provider_flexinsights.client import FlexInsightsClient
 
     return FlexInsightsClient(settings)
 

@@ -6,8 +6,9 @@ report its result, in exactly the same terms (the operator's XCom, the CLI's ``-
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_flexinsights.filters import (
     AttributeFilter,
@@ -15,9 +16,6 @@ from airflow_provider_flexinsights.filters import (
     DateInterval,
     ExportFilter,
 )
-
-if TYPE_CHECKING:
-    from airflow_provider_flexinsights.storage import WrittenFile
 
 
 @dataclass(frozen=True)
@@ -67,12 +65,13 @@ class ExportSpec:
         return f"{text} where {' and '.join(attributes)}" if attributes else text
 
 
-def export_result(spec: ExportSpec, export_uri: str, written: WrittenFile, *, empty: bool) -> dict[str, Any]:
-    """The small JSON-able account of a finished export (never the CSV itself)."""
+def export_result(
+    spec: ExportSpec, export_uri: str, written: Mapping[str, Any], *, empty: bool
+) -> dict[str, Any]:
+    """The small JSON-able account of a finished export (never the CSV itself): what the writer
+    reports (a file's ``path``, ``bytes``, ``sha256``), the export, and its parameters."""
     return {
-        "path": written.path,
-        "bytes": written.bytes,
-        "sha256": written.sha256,
+        **written,
         "export_uri": export_uri,
         "empty": empty,
         **spec.identity(),

@@ -1,12 +1,21 @@
-"""The operator: export one Flex Insights report for a date range to a CSV file or object."""
+"""The operators: export one Flex Insights report for a range of days, and write it somewhere.
+
+:class:`BaseFlexInsightsExportOperator` is the Airflow glue every export operator shares:
+validate the rendered inputs into an :class:`~..export_spec.ExportSpec`, drive the
+:class:`~..export.ExportJob` (deferring to the trigger while the export computes, resuming from
+its event), and publish the result (XCom, outlet asset events, the extra link). A subclass says
+where the CSV goes by overriding :meth:`~BaseFlexInsightsExportOperator.write` (and
+``validated_destination``); :class:`FlexInsightsExportOperator` writes a file or object.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -14,39 +23,213 @@ from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator
 
 from airflow_provider_flexinsights import validation
-from airflow_provider_flexinsights.api import ExportStatus
 from airflow_provider_flexinsights.backoff import PollSchedule
 from airflow_provider_flexinsights.exceptions import (
     FlexInsightsEmptyReportError,
     FlexInsightsError,
-    FlexInsightsExportGoneError,
     FlexInsightsInputError,
 )
+from airflow_provider_flexinsights.export import ExportEvent, ExportJob, ExportPolicy, JobState
 from airflow_provider_flexinsights.export_spec import ExportSpec, export_result
-from airflow_provider_flexinsights.filters import (
-    choose_date_filter,
-    parse_filters,
-)
-from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient, FlexInsightsHook
+from airflow_provider_flexinsights.filters import choose_date_filter, parse_filters
+from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.links.flex_insights import FlexInsightsReportLink
-from airflow_provider_flexinsights.protocol import ExportState
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_flexinsights.storage import WrittenFile
-
 OnEmpty = Literal["succeed", "skip", "fail"]
-
-_EXPORT_STATE_KEY = "flex_insights_export"
-_MAX_EXPORT_RESTARTS = 1
 
 # Airflow's own deferral timeout is a backstop behind the trigger's deadline, which fails with a
 # clearer message; the margin lets the trigger's message win.
 _DEFERRAL_TIMEOUT_MARGIN = dt.timedelta(minutes=5)
 
 
-class FlexInsightsExportOperator(BaseOperator):
+class BaseFlexInsightsExportOperator(BaseOperator):
+    """One Flex Insights export, driven from Airflow; subclasses say where its CSV goes.
+
+    The export is started in the worker. If it is not ready at the first poll, a deferrable
+    operator hands the waiting to :class:`~..triggers.flex_insights.FlexInsightsExportTrigger` and
+    frees its worker slot; otherwise it polls in the worker on the same schedule. The CSV is then
+    handed to :meth:`write`, whole or not at all. Errors a retry cannot fix fail the task at once.
+
+    The parameters shared by every export operator are those of
+    :class:`FlexInsightsExportOperator` (all but ``destination``).
+    """
+
+    template_fields: Sequence[str] = ("report_id", "workspace_id", "date_from", "date_to", "filters")
+    ui_color = "#f22f46"
+    operator_extra_links = (FlexInsightsReportLink(),)
+    _export_result: dict[str, Any] | None = None  # what this run wrote, for lineage
+
+    def __init__(
+        self,
+        *,
+        report_id: str | int,
+        workspace_id: str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        filters: list[dict[str, Any]] | None = None,
+        flex_insights_conn_id: str = FlexInsightsHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 1.0,
+        max_poll_interval: float = 15.0,
+        timeout: dt.timedelta | float = dt.timedelta(hours=2),
+        on_empty: OnEmpty = "succeed",
+        download_attempts: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if on_empty not in get_args(OnEmpty):
+            raise FlexInsightsInputError(f"on_empty must be 'succeed', 'skip' or 'fail', got {on_empty!r}.")
+        if not 0 < poll_interval <= max_poll_interval:
+            raise FlexInsightsInputError("poll_interval must be positive and at most max_poll_interval.")
+        self.report_id = report_id
+        self.workspace_id = workspace_id
+        self.date_from = date_from
+        self.date_to = date_to
+        self.filters = filters
+        self.flex_insights_conn_id = flex_insights_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.timeout = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else float(timeout)
+        self.on_empty = on_empty
+        self.download_attempts = max(1, download_attempts)
+
+    # --- what a subclass provides ----------------------------------------------------------------
+
+    def validated_destination(self) -> str:
+        """Where the CSV goes, rendered and checked (part of the spec, not of what identifies it)."""
+        raise NotImplementedError
+
+    def write(self, spec: ExportSpec, chunks: Iterator[bytes]) -> Mapping[str, Any]:
+        """Consume one download attempt whole, or leave nothing behind; return the result's fields.
+
+        Called once per attempt: a stream that breaks midway raises from ``chunks``, and what this
+        attempt took must be discarded before the export is fetched again.
+        """
+        raise NotImplementedError
+
+    def preflight(self, spec: ExportSpec, context: Context) -> None:
+        """Checks after validation, before any Flex Insights request (none by default)."""
+
+    # --- the shared workflow -----------------------------------------------------------------
+
+    @cached_property
+    def hook(self) -> FlexInsightsHook:
+        """The hook of ``flex_insights_conn_id``."""
+        return FlexInsightsHook(self.flex_insights_conn_id)
+
+    @property
+    def poll_schedule(self) -> PollSchedule:
+        """The waits between polls, in the worker and in the trigger alike."""
+        return PollSchedule(first=self.poll_interval, cap=self.max_poll_interval)
+
+    @property
+    def export_policy(self) -> ExportPolicy:
+        return ExportPolicy(self.poll_schedule, download_attempts=self.download_attempts)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Validate, start (or reuse) the export, wait (deferring if allowed), write; return the result."""
+        with _no_retry_for_permanent_errors():
+            spec = self.export_spec(context)
+            self.preflight(spec, context)
+            FlexInsightsReportLink.persist(
+                context, self, self.hook.settings.base_url, spec.workspace_id, spec.report_id
+            )
+            return self._run(spec, context, lambda job: JobState.start(time.time() + self.timeout))
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger: fail on its error, replace an expired export, else download.
+
+        The parameters are rendered again from the same run, so they equal those of the export.
+        """
+        with _no_retry_for_permanent_errors():
+            spec = self.export_spec(context)
+            return self._run(spec, context, ExportEvent.from_payload(event).resume_state)
+
+    def export_spec(self, context: Context) -> ExportSpec:
+        """The rendered, validated parameters; raises FlexInsightsInputError before any request."""
+        report_id = validation.report_id(self.report_id)
+        destination = self.validated_destination()
+        parsed = parse_filters(self.filters)
+        data_interval = functools.partial(
+            validation.dates_from_data_interval,
+            context.get("data_interval_start"),
+            context.get("data_interval_end"),
+        )
+        date = choose_date_filter(parsed.date, self.date_from, self.date_to, data_interval)
+        workspace = self.workspace_id or self.hook.settings.workspace_id
+        if workspace is None:
+            raise FlexInsightsInputError(
+                "No workspace_id: pass workspace_id to the operator or set the extra workspace_id "
+                f"of connection {self.flex_insights_conn_id!r}."
+            )
+        workspace = validation.workspace_id(workspace)
+        return ExportSpec.of(workspace, report_id, date, parsed.attributes, destination)
+
+    def _run(
+        self, spec: ExportSpec, context: Context, first_state: Callable[[ExportJob], JobState]
+    ) -> dict[str, Any]:
+        with self.hook.session() as client:
+            memory = context.get("task_state_store")  # Airflow 3.3+: lets a retry reuse the export
+            job = ExportJob(client, spec, self.export_policy, log=self.log, memory=memory)
+            outcome = job.run(
+                functools.partial(self.write, spec),
+                first_state(job),
+                on_pending=functools.partial(self._defer, spec) if self.deferrable else None,
+                on_empty=functools.partial(self._check_empty_allowed, spec),
+            )
+        result = export_result(spec, outcome.export_uri, outcome.written, empty=outcome.empty)
+        return self._published(result, context)
+
+    def _defer(self, spec: ExportSpec, state: JobState) -> None:
+        from airflow_provider_flexinsights.triggers.flex_insights import FlexInsightsExportTrigger
+
+        self.log.info("Export not ready yet; deferring to the triggerer (no worker slot held meanwhile).")
+        self.defer(
+            trigger=FlexInsightsExportTrigger(
+                conn_id=self.flex_insights_conn_id,
+                export_uri=state.export_uri,
+                workspace_id=spec.workspace_id,
+                report_id=spec.report_id,
+                end_time=state.deadline,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                polls=state.polls,
+                restarts=state.replacements,
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=self.timeout) + _DEFERRAL_TIMEOUT_MARGIN,
+        )
+
+    def _check_empty_allowed(self, spec: ExportSpec) -> None:
+        message = f"Flex Insights has no data for {spec.describe()}"
+        if self.on_empty == "skip":
+            from airflow.providers.common.compat.sdk import AirflowSkipException
+
+            raise AirflowSkipException(f"{message}; skipping as on_empty='skip'.")
+        if self.on_empty == "fail":
+            raise FlexInsightsEmptyReportError(
+                f"{message}. Check the date range, or set on_empty='succeed' to accept empty exports."
+            )
+        self.log.info("%s; writing an empty file.", message)
+
+    def _published(self, result: dict[str, Any], context: Context) -> dict[str, Any]:
+        """Tell the rest of Airflow about the result: each outlet ``Asset``'s event carries it (so a
+        DAG scheduled on it knows which data and days are fresh), and OpenLineage reads it when the
+        task completes."""
+        from airflow.sdk import Asset
+
+        self._export_result = result
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra.update(result)
+        return result
+
+
+class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
     """Export a Flex Insights report for a range of days as CSV, to a local path or object storage.
 
     The export is started in the worker. If it is not ready at the first poll, a deferrable
@@ -96,223 +279,28 @@ class FlexInsightsExportOperator(BaseOperator):
         "destination",
         "filters",
     )
-    ui_color = "#f22f46"
-    operator_extra_links = (FlexInsightsReportLink(),)
-    _export_result: dict[str, Any] | None = None  # what this run wrote, for lineage
 
-    def __init__(
-        self,
-        *,
-        report_id: str | int,
-        destination: str,
-        workspace_id: str | None = None,
-        date_from: str | None = None,
-        date_to: str | None = None,
-        filters: list[dict[str, Any]] | None = None,
-        flex_insights_conn_id: str = FlexInsightsHook.default_conn_name,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 1.0,
-        max_poll_interval: float = 15.0,
-        timeout: dt.timedelta | float = dt.timedelta(hours=2),
-        on_empty: OnEmpty = "succeed",
-        download_attempts: int = 3,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, destination: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if on_empty not in get_args(OnEmpty):
-            raise FlexInsightsInputError(f"on_empty must be 'succeed', 'skip' or 'fail', got {on_empty!r}.")
-        if not 0 < poll_interval <= max_poll_interval:
-            raise FlexInsightsInputError("poll_interval must be positive and at most max_poll_interval.")
-        self.report_id = report_id
         self.destination = destination
-        self.workspace_id = workspace_id
-        self.date_from = date_from
-        self.date_to = date_to
-        self.filters = filters
-        self.flex_insights_conn_id = flex_insights_conn_id
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.timeout = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else float(timeout)
-        self.on_empty = on_empty
-        self.download_attempts = max(1, download_attempts)
 
-    @cached_property
-    def hook(self) -> FlexInsightsHook:
-        """The hook of ``flex_insights_conn_id``."""
-        return FlexInsightsHook(self.flex_insights_conn_id)
+    def validated_destination(self) -> str:
+        """The rendered ``destination``: a file path or object storage URI, without credentials."""
+        return validation.destination(self.destination)
 
-    @property
-    def poll_schedule(self) -> PollSchedule:
-        """The waits between polls, in the worker and in the trigger alike."""
-        return PollSchedule(first=self.poll_interval, cap=self.max_poll_interval)
+    def write(self, spec: ExportSpec, chunks: Iterator[bytes]) -> Mapping[str, Any]:
+        """Stream the CSV to ``destination`` atomically: temporary file and rename, or a deferred upload."""
+        from airflow_provider_flexinsights.storage import write_atomically
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Validate, start (or reuse) the export, wait (deferring if allowed), write; return the result."""
-        with _no_retry_for_permanent_errors():
-            spec = self.export_spec(context)
-            FlexInsightsReportLink.persist(
-                context, self, self.hook.settings.base_url, spec.workspace_id, spec.report_id
-            )
-            with self.hook.session() as client:
-                status = self._reusable_export(client, spec, context)
-                result = self._complete(client, spec, status, context, end_time=time.time() + self.timeout)
-            return self._published(result, context)
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the trigger: fail on its error, replace an expired export, else download.
-
-        The parameters are rendered again from the same run, so they equal those of the export.
-        """
-        with _no_retry_for_permanent_errors():
-            spec = self.export_spec(context)
-            if event["status"] == "error":
-                raise _TriggerError(event["message"], retryable=event.get("retryable", False))
-            end_time, restarts = event["end_time"], event.get("restarts", 0)
-            status: ExportStatus | None = None
-            if event["status"] == "gone":
-                restarts = self._count_replacement(event["message"], restarts)
-            else:  # ready (the CSV is fetched next) or empty
-                status = ExportStatus(ExportState(event["status"]), event["export_uri"], event["polls"])
-            with self.hook.session() as client:
-                result = self._complete(client, spec, status, context, end_time=end_time, restarts=restarts)
-            return self._published(result, context)
-
-    def export_spec(self, context: Context) -> ExportSpec:
-        """The rendered, validated parameters; raises FlexInsightsInputError before any request."""
-        report_id = validation.report_id(self.report_id)
-        destination = validation.destination(self.destination)
-        parsed = parse_filters(self.filters)
-        data_interval = functools.partial(
-            validation.dates_from_data_interval,
-            context.get("data_interval_start"),
-            context.get("data_interval_end"),
-        )
-        date = choose_date_filter(parsed.date, self.date_from, self.date_to, data_interval)
-        workspace = self.workspace_id or self.hook.settings.workspace_id
-        if workspace is None:
-            raise FlexInsightsInputError(
-                "No workspace_id: pass workspace_id to the operator or set the extra workspace_id "
-                f"of connection {self.flex_insights_conn_id!r}."
-            )
-        workspace = validation.workspace_id(workspace)
-        return ExportSpec.of(workspace, report_id, date, parsed.attributes, destination)
-
-    # --- starting, reusing and replacing exports -------------------------------------------------
-
-    def _reusable_export(
-        self, client: FlexInsightsClient, spec: ExportSpec, context: Context
-    ) -> ExportStatus | None:
-        """The export an earlier try of this task started, if it is still there.
-
-        Exports are remembered in Airflow's task state store (Airflow 3.3+), so a retry after a
-        worker crash or a broken download does not run the report again.
-        """
-        remembered = _task_state_store(context)
-        earlier = remembered.get(_EXPORT_STATE_KEY) if remembered is not None else None
-        if isinstance(earlier, dict) and earlier.get("spec") == spec.identity():
-            try:
-                status = client.check_export(earlier["export_uri"])
-            except FlexInsightsExportGoneError:
-                self.log.info("The export started by an earlier try has expired; starting a new one.")
-            else:
-                self.log.info("Reusing the export started by an earlier try: %s", status.export_uri)
-                return status
-        return None
-
-    def _start(self, client: FlexInsightsClient, spec: ExportSpec, context: Context) -> ExportStatus:
-        export_uri = client.start_filtered_export(spec.workspace_id, spec.report_id, spec.export_filters())
-        self.log.info("Started the Flex Insights export of %s: %s", spec.describe(), export_uri)
-        remembered = _task_state_store(context)
-        if remembered is not None:
-            remembered.set(_EXPORT_STATE_KEY, {"export_uri": export_uri, "spec": spec.identity()})
-        return client.check_export(export_uri)
-
-    def _count_replacement(self, why: str, restarts: int) -> int:
-        """Allow one replacement of an expired export per try; say so in the log."""
-        if restarts >= _MAX_EXPORT_RESTARTS:
-            raise FlexInsightsExportGoneError(f"{why} It was already replaced once in this try; giving up.")
-        self.log.warning("%s Starting a new export with the same parameters.", why)
-        return restarts + 1
-
-    # --- waiting and downloading ---------------------------------------------------------------
-
-    def _complete(
-        self,
-        client: FlexInsightsClient,
-        spec: ExportSpec,
-        status: ExportStatus | None,
-        context: Context,
-        *,
-        end_time: float,
-        restarts: int = 0,
-    ) -> dict[str, Any]:
-        """Start the export if ``status`` is None, wait for it (deferring if allowed), then write
-        the CSV or the empty outcome. An export that expires meanwhile is replaced once."""
-        while True:
-            try:
-                if status is None:
-                    status = self._start(client, spec, context)
-                if status.state is ExportState.READY and status.reply is None:  # ready per the trigger
-                    status = client.check_export(status.export_uri, polls=status.polls)
-                if status.state is ExportState.PENDING:
-                    if self.deferrable:
-                        self._defer(spec, status, end_time, restarts)
-                    status = client.wait_for_export(
-                        status.export_uri, schedule=self.poll_schedule, deadline=end_time, polls=status.polls
-                    )
-                if status.state is ExportState.EMPTY:
-                    self._check_empty_allowed(spec)
-                written = client.download(
-                    status, spec.destination, attempts=self.download_attempts, logger=self.log
-                )
-                return self._result(spec, status, written)
-            except FlexInsightsExportGoneError as gone:
-                restarts = self._count_replacement(str(gone), restarts)
-                status = None
-
-    def _defer(self, spec: ExportSpec, status: ExportStatus, end_time: float, restarts: int) -> None:
-        from airflow_provider_flexinsights.triggers.flex_insights import FlexInsightsExportTrigger
-
-        self.log.info("Export not ready yet; deferring to the triggerer (no worker slot held meanwhile).")
-        self.defer(
-            trigger=FlexInsightsExportTrigger(
-                conn_id=self.flex_insights_conn_id,
-                export_uri=status.export_uri,
-                workspace_id=spec.workspace_id,
-                report_id=spec.report_id,
-                end_time=end_time,
-                poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-                polls=status.polls,
-                restarts=restarts,
-            ),
-            method_name="execute_complete",
-            timeout=dt.timedelta(seconds=self.timeout) + _DEFERRAL_TIMEOUT_MARGIN,
-        )
-
-    def _result(self, spec: ExportSpec, status: ExportStatus, written: WrittenFile) -> dict[str, Any]:
+        written = write_atomically(spec.destination, chunks)
         self.log.info(
-            "Wrote %s bytes (sha256 %s) of %s to %s after %s polls.",
+            "Wrote %s bytes (sha256 %s) of %s to %s.",
             written.bytes,
             written.sha256,
             spec.describe(),
             written.path,
-            status.polls,
         )
-        return export_result(spec, status.export_uri, written, empty=status.state is ExportState.EMPTY)
-
-    def _published(self, result: dict[str, Any], context: Context) -> dict[str, Any]:
-        """Tell the rest of Airflow about the written file: each outlet ``Asset``'s event carries
-        the result (so a DAG scheduled on it knows which file and days are fresh), and OpenLineage
-        reads it when the task completes."""
-        from airflow.sdk import Asset
-
-        self._export_result = result
-        for outlet in self.outlets:
-            if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra.update(result)
-        return result
+        return asdict(written)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the report (``flexinsights://<host>``, ``<workspace>/<report>``, with the
@@ -322,31 +310,6 @@ class FlexInsightsExportOperator(BaseOperator):
         from airflow_provider_flexinsights.lineage import export_lineage
 
         return export_lineage(self._export_result, self.hook.settings.base_url)
-
-    def _check_empty_allowed(self, spec: ExportSpec) -> None:
-        message = f"Flex Insights has no data for {spec.describe()}"
-        if self.on_empty == "skip":
-            from airflow.providers.common.compat.sdk import AirflowSkipException
-
-            raise AirflowSkipException(f"{message}; skipping as on_empty='skip'.")
-        if self.on_empty == "fail":
-            raise FlexInsightsEmptyReportError(
-                f"{message}. Check the date range, or set on_empty='succeed' to accept empty exports."
-            )
-        self.log.info("%s; writing an empty file.", message)
-
-
-class _TriggerError(FlexInsightsError):
-    """An error the trigger reported; keeps its retryability across the deferral."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-def _task_state_store(context: Context) -> Any:
-    """Airflow's per-task state store (3.3+), or None where this Airflow has none."""
-    return context.get("task_state_store")
 
 
 @contextmanager

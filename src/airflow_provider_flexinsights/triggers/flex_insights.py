@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_flexinsights.backoff import PollSchedule
 from airflow_provider_flexinsights.exceptions import FlexInsightsError, FlexInsightsExportGoneError
+from airflow_provider_flexinsights.export import EventKind, ExportEvent
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsAsyncHook
 
 
 class FlexInsightsExportTrigger(BaseTrigger):
     """Poll an export already started by the worker until it is ready, then yield one event.
 
-    The event is ``{"status": "ready" | "empty" | "gone" | "error", "export_uri", "polls",
-    "end_time", "restarts"}`` (plus ``message``, and ``retryable`` on error); the
-    worker downloads the CSV when it resumes. The trigger only reads: it never starts an export
+    The event is an :class:`~..export.ExportEvent` in its payload form (ready, empty, gone or
+    error); the worker downloads the CSV when it resumes. The trigger only reads: it never starts an export
     and never reads the CSV body, so running it twice (triggerer restart, HA triggerers) is harmless.
     Its kwargs are ids, URIs and numbers only; tokens are minted inside :meth:`run`.
 
@@ -76,29 +77,27 @@ class FlexInsightsExportTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until ready, empty, gone or failed; yield one event saying which (never the CSV)."""
+        event = await self._wait()
+        self.log.info(
+            "Flex Insights export of report %s in workspace %s: %s after %s polls, %.0f s before timeout.",
+            self.report_id,
+            self.workspace_id,
+            event.kind.value,
+            event.polls,
+            self.end_time - time.time(),
+        )
+        yield TriggerEvent(event.to_payload())  # type: ignore[no-untyped-call]
+
+    async def _wait(self) -> ExportEvent:
         schedule = PollSchedule(first=self.poll_interval, cap=self.max_poll_interval)
-        event: dict[str, Any] = {
-            "export_uri": self.export_uri,
-            "polls": self.polls,
-            "end_time": self.end_time,
-            "restarts": self.restarts,
-        }
+        waited = ExportEvent(EventKind.ERROR, self.export_uri, self.polls, self.end_time, self.restarts)
         try:
             async with FlexInsightsAsyncHook(self.conn_id).session() as client:
                 status = await client.wait_for_export(
                     self.export_uri, schedule=schedule, deadline=self.end_time
                 )
-            event.update(status=status.state.value, polls=self.polls + status.polls)
-        except FlexInsightsExportGoneError as gone:
-            event.update(status="gone", message=str(gone))  # the worker starts a replacement
+        except FlexInsightsExportGoneError as gone:  # the worker starts a replacement
+            return replace(waited, kind=EventKind.GONE, message=str(gone))
         except FlexInsightsError as err:
-            event.update(status="error", message=str(err), retryable=err.retryable)
-        self.log.info(
-            "Flex Insights export of report %s in workspace %s: %s after %s polls, %.0f s before timeout.",
-            self.report_id,
-            self.workspace_id,
-            event["status"],
-            event["polls"],
-            self.end_time - time.time(),
-        )
-        yield TriggerEvent(event)  # type: ignore[no-untyped-call]
+            return replace(waited, message=str(err), retryable=err.retryable)
+        return replace(waited, kind=EventKind(status.state.value), polls=self.polls + status.polls)
