@@ -72,14 +72,6 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
-@pytest.fixture(autouse=True)
-def fresh_identifier_cache() -> None:
-    """Emulators reuse ports: a URI cached for an earlier test's emulator must not leak into the next."""
-    from airflow_provider_flexinsights.api import clear_identifier_cache
-
-    clear_identifier_cache()
-
-
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
     """Override in a test (or parametrize) to change the emulator's behaviour."""

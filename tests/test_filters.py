@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from airflow_provider_flexinsights import protocol
+from airflow_provider_flexinsights.api import IDENTIFIER_URI, LookupCache
 from airflow_provider_flexinsights.backoff import PollSchedule
 from airflow_provider_flexinsights.emulator import (
     CHANNEL_LABEL,
@@ -41,7 +42,7 @@ from airflow_provider_flexinsights.filters import (
     choose_date_filter,
     parse_filters,
 )
-from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
+from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient, FlexInsightsHook
 from airflow_provider_flexinsights.protocol import Reply
 from airflow_provider_flexinsights.session import Credentials, Send, Session, Sleep
 
@@ -255,10 +256,10 @@ def elements_answer(titles: list[str], **paging: object) -> Reply:
             4,
             None,
         ),  # GoodData writes numbers as text
-        (elements_answer(["a", "b"], next="/gdc/md/x/obj/1/validElements?offset=2"), 0, 2),
+        (elements_answer(["a"], count=1, total="3", offset="0"), 0, 1),  # recorded: strings, no next
         (elements_answer([], total=9), 0, None),  # an empty page ends the listing whatever the total says
     ],
-    ids=["one-page", "more-by-total", "last-page", "more-by-next", "empty"],
+    ids=["one-page", "more-by-total", "last-page", "recorded-strings", "empty"],
 )
 def test_value_pages_say_where_the_next_one_starts(
     reply: Reply, offset: int, next_offset: int | None
@@ -277,27 +278,67 @@ def test_a_value_answer_of_unknown_shape_is_a_clear_error() -> None:
 LOOKUP = protocol.valid_elements(WS, LABEL_URI, QUEUE, ["Sales"])
 
 
+REDIRECTED = protocol.Request("GET", "/gdc/md/x/obj/1/validElements?q=a&c=b", LOOKUP.action)
+BASE = "https://analytics.ytica.com"
+
+
+def from_url(reply: Reply, url: str) -> Reply:
+    reply.url = url
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("sent", "reply", "expected"),
+    [
+        (LOOKUP, answer(200, {}), None),
+        (LOOKUP, answer(202, Location="/gdc/md/x/tasks/1"), ("GET", "/gdc/md/x/tasks/1")),
+        (LOOKUP, answer(202, {"uri": "/gdc/md/x/tasks/2?q=1"}), ("GET", "/gdc/md/x/tasks/2?q=1")),
+        (REDIRECTED, answer(202), ("GET", REDIRECTED.path)),  # polled where it was sent, after a 303
+        (LOOKUP, answer(202), ("GET", LOOKUP.path)),  # a POST is never repeated
+    ],
+    ids=["final", "202-location", "202-body-uri", "202-bare-after-303", "202-bare-post"],
+)
+def test_answers_still_computing_are_polled(
+    sent: protocol.Request, reply: Reply, expected: tuple[str, str] | None
+) -> None:
+    polled = protocol.poll_target(sent, reply)
+
+    assert (polled and (polled.method, polled.path)) == expected
+    assert polled is None or polled.action == LOOKUP.action
+
+
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [
         (answer(200, {}), None),
-        (answer(202, Location="/gdc/md/x/tasks/1"), ("GET", "/gdc/md/x/tasks/1")),
-        (answer(202, {"uri": "/gdc/md/x/tasks/2?q=1"}), ("GET", "/gdc/md/x/tasks/2?q=1")),
-        (answer(202), ("POST", LOOKUP.path)),  # nowhere to poll: ask again
-        (answer(303, Location="https://elsewhere.example/gdc/md/x/r?a=b"), ("GET", "/gdc/md/x/r?a=b")),
+        (answer(303, Location="/gdc/md/x/r?a=b%3D"), ("GET", "/gdc/md/x/r?a=b%3D")),
+        (from_url(answer(303, Location=f"{BASE}/gdc/md/x/r"), f"{BASE}/gdc/x"), ("GET", "/gdc/md/x/r")),
+        (answer(307, Location="/gdc/account/profile/p1"), ("POST", "/gdc/account/profile/p1")),
     ],
-    ids=["final", "202-location", "202-body-uri", "202-bare", "303-absolute-stays-on-our-host"],
+    ids=["final", "303-relative", "303-absolute-same-host", "307-keeps-the-method"],
 )
-def test_answers_given_later_are_followed(reply: Reply, expected: tuple[str, str] | None) -> None:
-    followed = protocol.follow_up(LOOKUP, reply)
+def test_redirects_are_followed_on_the_same_host(reply: Reply, expected: tuple[str, str] | None) -> None:
+    followed = protocol.redirect_target(LOOKUP, reply)
 
     assert (followed and (followed.method, followed.path)) == expected
-    assert followed is None or followed.action == LOOKUP.action
+    assert followed is None or (followed.action, followed.auth) == (LOOKUP.action, LOOKUP.auth)
 
 
-def test_a_303_without_location_is_an_error() -> None:
-    with pytest.raises(FlexInsightsApiError, match="HTTP 303 without a Location"):
-        protocol.follow_up(LOOKUP, answer(303))
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (answer(303), "HTTP 303 redirect without a Location"),
+        (
+            from_url(answer(307, Location="https://elsewhere.example/gdc/x"), f"{BASE}/gdc/y"),
+            "HTTP 307 redirect to another host",
+        ),
+        (answer(303, Location="https://elsewhere.example/gdc/x"), "to another host"),  # origin unknown
+    ],
+    ids=["no-location", "another-host", "absolute-origin-unknown"],
+)
+def test_a_redirect_that_cannot_be_followed_safely_is_an_error(reply: Reply, message: str) -> None:
+    with pytest.raises(FlexInsightsApiError, match=message):
+        protocol.redirect_target(LOOKUP, reply)
 
 
 def test_the_follow_flow_polls_a_202_after_a_wait_and_fetches_a_303_at_once() -> None:
@@ -369,13 +410,8 @@ def test_emulator_lists_all_values_in_pages(api: requests.Session, emulator: Emu
     last = lookup(api, emulator, {"validElementsRequest": {}}, "?offset=4&limit=2").json()["validElements"]
 
     assert [i["element"]["title"] for i in first["items"]] == ["Sales", "Support"]
-    assert first["paging"] == {
-        "offset": 0,
-        "count": 2,
-        "total": 5,
-        "next": f"{emulator.label(QUEUE_LABEL).uri(DEMO_WORKSPACE)}/validElements?offset=2&limit=2",
-    }
-    assert [i["element"]["title"] for i in last["items"]] == ["Everyone"] and "next" not in last["paging"]
+    assert first["paging"] == {"offset": "0", "count": 2, "total": "5"}  # as recorded: strings, no next
+    assert [i["element"]["title"] for i in last["items"]] == ["Everyone"] and last["paging"]["offset"] == "4"
 
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(valid_elements_detour=(202, 303))])
@@ -462,10 +498,14 @@ LAST_WEEK = ("2024-03-02", "2024-03-08")  # -7..-1 from TODAY
 
 def filtered_download(hook: FlexInsightsHook, *filters: Any) -> bytes:
     with hook.session() as client:
-        uri = client.start_filtered_export(DEMO_WORKSPACE, QUEUE_REPORT, list(filters))
-        status = client.wait_for_export(uri, schedule=FAST, deadline=time.time() + 10)
-        with client.open_csv(status) as chunks:
-            return b"".join(chunks)
+        return export_with(client, *filters)
+
+
+def export_with(client: FlexInsightsClient, *filters: Any) -> bytes:
+    uri = client.start_filtered_export(DEMO_WORKSPACE, QUEUE_REPORT, list(filters))
+    status = client.wait_for_export(uri, schedule=FAST, deadline=time.time() + 10)
+    with client.open_csv(status) as chunks:
+        return b"".join(chunks)
 
 
 def element_uris(emulator: Emulator, identifier: str, *titles: str) -> list[str]:
@@ -599,20 +639,25 @@ def test_lookups_are_cached_per_connection_and_workspace(flex_connection: str, e
         AttributeFilter(QUEUE_LABEL, ("Sales",)),
         AttributeFilter(CHANNEL_LABEL, ("sms",), exclude=True),
     )
-    filtered_download(FlexInsightsHook(), *filters)
-    emulator.clear_requests()
+    with FlexInsightsHook().session() as client:
+        export_with(client, *filters)
+        emulator.clear_requests()
 
-    filtered_download(FlexInsightsHook(), *filters)  # same process, same connection: no lookups
+        export_with(client, *filters)  # the same client (its cache), the same workspace: no lookups
 
-    assert [e for e, _ in emulator.calls()] == [
-        "login",
-        "token",
-        "execute",
-        "export",
-        "export",
-        "export",
-        "logout",
-    ]
+    assert [e for e, _ in emulator.calls()] == ["execute", "export", "export", "export", "logout"]
+
+
+def test_cached_lookups_expire_after_their_maximum_age() -> None:
+    now = [0.0]
+    cache = LookupCache(max_age=60.0, clock=lambda: now[0])
+    cache.put(("url", "login", WS, IDENTIFIER_URI, QUEUE), "/gdc/md/x/obj/1")
+
+    now[0] = 60.0
+    kept = cache.get(("url", "login", WS, IDENTIFIER_URI, QUEUE))
+    now[0] = 60.5
+
+    assert (kept, cache.get(("url", "login", WS, IDENTIFIER_URI, QUEUE))) == ("/gdc/md/x/obj/1", None)
 
 
 def test_another_login_looks_up_again(
@@ -763,9 +808,11 @@ def test_operator_fails_an_unknown_value_with_close_matches_and_no_export(
     assert "execute" not in [e for e, _ in emulator.calls()] and not (tmp_path / "out.csv").exists()
 
 
-def test_a_second_filtered_export_in_the_process_looks_nothing_up(
+def test_a_filtered_export_looks_each_thing_up_once(
     run_export: Run, flex_connection: str, emulator: Emulator, tmp_path: Path
 ) -> None:
+    """The lookup cache belongs to the task's client: a second task looks up again, once, and no
+    URI cached for another emulator (or workspace rebuild) can leak into it."""
     kwargs = {"report_id": QUEUE_REPORT, "filters": LAST_WEEK_OF_SUPPORT, "params": {"queue": "Support"}}
     run_export(destination=str(tmp_path / "a.csv"), deferrable=False, **kwargs, **FAST_POLLS)
     emulator.clear_requests()
@@ -773,7 +820,8 @@ def test_a_second_filtered_export_in_the_process_looks_nothing_up(
     run = run_export(destination=str(tmp_path / "b.csv"), deferrable=False, **kwargs, **FAST_POLLS)
 
     assert run.task_state == "success"
-    assert not {"identifiers", "elements"} & {e for e, _ in emulator.calls()}
+    lookups = [e for e, _ in emulator.calls() if e in ("identifiers", "elements")]
+    assert lookups == ["identifiers", "elements"]
 
 
 def spec(*filters: Any, date_from: str | None = None) -> ExportSpec:

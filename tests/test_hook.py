@@ -98,11 +98,11 @@ def test_identifier_request_and_filter_are_what_the_api_expects(
     }
 
 
-def test_identifier_uri_is_cached_per_workspace_within_the_process(
+def test_identifier_uri_is_cached_per_workspace_by_the_client(
     flex_connection: str, emulator: Emulator
 ) -> None:
-    for _ in range(2):
-        with FlexInsightsHook().session() as client:
+    with FlexInsightsHook().session() as client:
+        for _ in range(2):
             client.start_export(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01")
 
     assert [call for call in emulator.calls() if call[0] == "identifiers"] == [("identifiers", 200)]
@@ -207,7 +207,14 @@ def test_test_connection_reports_success_and_failure(
         True,
         f"Logged in to Flex Insights at {emulator.url} as analyst@example.com, and out again.",
     )
-    assert emulator.calls() == [("login", 200), ("token", 200), ("profile", 200), ("logout", 204)]
+    # profile/current answers 307 to the user's own profile, as the service does (docs/wire.md)
+    assert emulator.calls() == [
+        ("login", 200),
+        ("token", 200),
+        ("profile", 307),
+        ("profile", 200),
+        ("logout", 204),
+    ]
     assert emulator.live_sessions == 0
 
     monkeypatch.setenv(CONN_ENV, connection_json(emulator.url, password="nope"))
@@ -354,7 +361,13 @@ def test_logout_is_retried_briefly_and_never_fails_the_work(flex_connection: str
     with FlexInsightsHook().session() as client:
         client.verify_access()
 
-    assert emulator.calls() == [("login", 200), ("token", 200), ("profile", 200), *[("logout", 503)] * 3]
+    assert emulator.calls() == [
+        ("login", 200),
+        ("token", 200),
+        ("profile", 307),
+        ("profile", 200),
+        *[("logout", 503)] * 3,
+    ]
 
 
 # --- Discovery: reports, identifiers and objects through the same session ----------------------
@@ -400,7 +413,7 @@ def test_discovery_renews_an_expired_tt_like_every_request(flex_connection: str,
         emulator.expire_temporary_tokens()
         client.list_reports(DEMO_WORKSPACE)
 
-    assert emulator.calls()[3:] == [("query", 401), ("token", 200), ("query", 200), ("logout", 204)]
+    assert emulator.calls()[4:] == [("query", 401), ("token", 200), ("query", 200), ("logout", 204)]
 
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(faults=[Fault("query", status=503, count=2)])])

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_flexinsights import protocol
 from airflow_provider_flexinsights.backoff import PollSchedule
 from airflow_provider_flexinsights.exceptions import (
+    FlexInsightsApiError,
     FlexInsightsExportGoneError,
     FlexInsightsExportTimeoutError,
     FlexInsightsNotFoundError,
@@ -19,16 +21,41 @@ from airflow_provider_flexinsights.filters import AttributeFilter, DateInterval,
 from airflow_provider_flexinsights.protocol import Element, ExportState, SuccessBody
 from airflow_provider_flexinsights.session import Flow, Session, Sleep
 
-# Workspace lookups (identifier -> URI, value title -> element URI, all values of a label) are
-# stable: keep them for the life of the process. Keyed by connection (base URL and login, since data
-# permissions may hide values from some users), workspace and what was looked up; never holds a
-# credential. One mechanism for every lookup: see FlexInsightsApi._lookup_key.
-_LOOKUP_CACHE: dict[tuple[str, ...], Any] = {}
+log = logging.getLogger(__name__)
+
+IDENTIFIER_URI = "identifier uri"  # identifier -> object URI
+ELEMENT_URI = "element uri"  # (label, value title) -> element URI
+LABEL_VALUES = "label values"  # label -> every value it has
+TITLES_REFUSED = "titles refused"  # the workspace's validElements refuses ``titles`` (400)
 
 
-def clear_identifier_cache() -> None:
-    """Forget every cached lookup, identifiers and values (a workspace rebuilt, or test isolation)."""
-    _LOOKUP_CACHE.clear()
+class LookupCache:
+    """Workspace lookups that rarely change, each kept for ``max_age`` seconds.
+
+    What is kept: identifier URIs, element URIs by value title, a label's whole value list, and
+    which way of looking values up the workspace accepts. Keys start with the connection (base
+    URL and login, since data permissions may hide values from some users) and the workspace;
+    nothing here is a credential. Owned by a client, so it ends with it.
+    """
+
+    def __init__(self, max_age: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age = max_age
+        self._clock = clock
+        self._entries: dict[tuple[str, ...], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[str, ...]) -> Any | None:
+        """The value stored under ``key``, or None when absent or older than ``max_age``."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        stored_at, value = entry
+        if self._clock() - stored_at > self.max_age:
+            del self._entries[key]
+            return None
+        return value
+
+    def put(self, key: tuple[str, ...], value: Any) -> None:
+        self._entries[key] = (self._clock(), value)
 
 
 @dataclass
@@ -44,9 +71,10 @@ class ExportStatus:
 class FlexInsightsApi:
     """Report exports: identifier resolution, starting an export, polling it until it is ready."""
 
-    def __init__(self, session: Session, base_url: str) -> None:
+    def __init__(self, session: Session, base_url: str, cache: LookupCache | None = None) -> None:
         self.session = session
         self.base_url = base_url
+        self.cache = cache if cache is not None else LookupCache()
 
     def verify_access(self) -> Flow[str]:
         """Log in, mint a TT and make one authorized call; return the login the server knows.
@@ -169,9 +197,8 @@ class FlexInsightsApi:
 
     def resolve_identifiers(self, workspace_id: str, identifiers: list[str]) -> Flow[dict[str, str]]:
         """Identifier -> URI, asking the server once for all those not cached; a missing one is an error."""
-        missing = [
-            i for i in identifiers if self._lookup_key(workspace_id, "identifier", i) not in _LOOKUP_CACHE
-        ]
+        cached = {i: self.cache.get(self._key(workspace_id, IDENTIFIER_URI, i)) for i in identifiers}
+        missing = [i for i, uri in cached.items() if uri is None]
         if missing:
             reply = yield from self.session.send(protocol.resolve_identifiers(workspace_id, missing))
             found = protocol.read_identifiers(reply)
@@ -184,15 +211,16 @@ class FlexInsightsApi:
                         status=reply.status,
                         request_id=reply.request_id,
                     )
-                _LOOKUP_CACHE[self._lookup_key(workspace_id, "identifier", identifier)] = found[identifier]
-        return {i: str(_LOOKUP_CACHE[self._lookup_key(workspace_id, "identifier", i)]) for i in identifiers}
+                self.cache.put(self._key(workspace_id, IDENTIFIER_URI, identifier), found[identifier])
+                cached[identifier] = found[identifier]
+        return {i: str(cached[i]) for i in identifiers}
 
     def element_uris(self, workspace_id: str, label_uri: str, attribute: AttributeFilter) -> Flow[list[str]]:
         """The element URIs an attribute filter keeps, in the order of its values.
 
         ``in`` looks up just its titles. ``not_in`` has no negative constraint in the documented
         API, so it is sent as the complement: every value of the label but these (the label's whole
-        value list is fetched, in pages, once per process).
+        value list is fetched, in pages, once per client and cache age).
         """
         if attribute.exclude:
             everything = yield from self.label_values(workspace_id, label_uri, attribute.identifier)
@@ -214,33 +242,61 @@ class FlexInsightsApi:
         self, workspace_id: str, label_uri: str, label_name: str, titles: Sequence[str]
     ) -> Flow[dict[str, str]]:
         """Title -> element URI for those of ``titles`` the label has; one lookup for the uncached ones."""
-        uncached = [
-            t for t in titles if self._lookup_key(workspace_id, "value", label_uri, t) not in _LOOKUP_CACHE
-        ]
+        found = {t: self.cache.get(self._key(workspace_id, ELEMENT_URI, label_uri, t)) for t in titles}
+        uncached = [t for t, uri in found.items() if uri is None]
         if uncached:
-            elements = yield from self._fetch_values(workspace_id, label_uri, label_name, uncached)
+            elements = yield from self._fetch_titled_values(workspace_id, label_uri, label_name, uncached)
             self._remember_values(workspace_id, label_uri, elements)
-        keys = {t: self._lookup_key(workspace_id, "value", label_uri, t) for t in titles}
-        return {t: str(_LOOKUP_CACHE[key]) for t, key in keys.items() if key in _LOOKUP_CACHE}
+            found.update({e.title: e.uri for e in elements if e.title in found})
+        return {t: str(uri) for t, uri in found.items() if uri is not None}
 
     def label_values(self, workspace_id: str, label_uri: str, label_name: str) -> Flow[tuple[Element, ...]]:
         """Every value of the label (all pages), cached: for not_in, and for close matches in errors."""
-        key = self._lookup_key(workspace_id, "values", label_uri)
-        if key not in _LOOKUP_CACHE:
-            elements = yield from self._fetch_values(workspace_id, label_uri, label_name, None)
-            self._remember_values(workspace_id, label_uri, elements)
-            _LOOKUP_CACHE[key] = elements
-        everything: tuple[Element, ...] = _LOOKUP_CACHE[key]
+        key = self._key(workspace_id, LABEL_VALUES, label_uri)
+        everything: tuple[Element, ...] | None = self.cache.get(key)
+        if everything is None:
+            everything = yield from self._fetch_values(workspace_id, label_uri, label_name)
+            self._remember_values(workspace_id, label_uri, everything)
+            self.cache.put(key, everything)
         return everything
 
-    def _fetch_values(
-        self, workspace_id: str, label_uri: str, label_name: str, titles: list[str] | None
+    def _fetch_titled_values(
+        self, workspace_id: str, label_uri: str, label_name: str, titles: list[str]
     ) -> Flow[tuple[Element, ...]]:
-        """validElements, page after page; each may answer 202/303 first (Session.send_following)."""
+        """The values with these exact titles: by ``titles`` in the body where the workspace accepts
+        it, else (it answered 400 once: remembered) by the ``filter`` substring search, one per title,
+        keeping exact matches. docs/wire.md says why both ways exist."""
+        refused_key = self._key(workspace_id, TITLES_REFUSED)
+        if self.cache.get(refused_key) is None:
+            try:
+                return (yield from self._fetch_values(workspace_id, label_uri, label_name, titles=titles))
+            except FlexInsightsApiError as err:
+                if err.status != 400:
+                    raise
+                log.info("Flex Insights refused titles in validElements (%s); using its filter search.", err)
+                self.cache.put(refused_key, True)
+        elements: list[Element] = []
+        for title in titles:
+            matches = yield from self._fetch_values(workspace_id, label_uri, label_name, text=title)
+            elements += [e for e in matches if e.title == title]
+        return tuple(elements)
+
+    def _fetch_values(
+        self,
+        workspace_id: str,
+        label_uri: str,
+        label_name: str,
+        *,
+        titles: list[str] | None = None,
+        text: str | None = None,
+    ) -> Flow[tuple[Element, ...]]:
+        """validElements, page after page; each may answer 303 and 202 first (Session.send_following)."""
         elements: list[Element] = []
         offset: int | None = 0
         while offset is not None:
-            request = protocol.valid_elements(workspace_id, label_uri, label_name, titles, offset=offset)
+            request = protocol.valid_elements(
+                workspace_id, label_uri, label_name, titles, offset=offset, text=text
+            )
             reply = yield from self.session.send_following(request)
             page = protocol.read_valid_elements(reply, offset)
             elements += page.elements
@@ -249,9 +305,9 @@ class FlexInsightsApi:
 
     def _remember_values(self, workspace_id: str, label_uri: str, elements: Sequence[Element]) -> None:
         for element in elements:
-            _LOOKUP_CACHE[self._lookup_key(workspace_id, "value", label_uri, element.title)] = element.uri
+            self.cache.put(self._key(workspace_id, ELEMENT_URI, label_uri, element.title), element.uri)
 
-    def _lookup_key(self, workspace_id: str, kind: str, *key: str) -> tuple[str, ...]:
+    def _key(self, workspace_id: str, kind: str, *key: str) -> tuple[str, ...]:
         return (self.base_url, self.session.email, workspace_id, kind, *key)
 
     @staticmethod

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from airflow_provider_flexinsights.api import ExportStatus, FlexInsightsApi
+from airflow_provider_flexinsights.api import ExportStatus, FlexInsightsApi, LookupCache
 from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
 from airflow_provider_flexinsights.exceptions import FlexInsightsDownloadError
 from airflow_provider_flexinsights.filters import ExportFilter
@@ -51,7 +51,7 @@ class FlexInsightsClient:
     ) -> None:
         self.settings = settings
         self.session = Session(settings.credentials, retry=retry_policy)
-        self._api = FlexInsightsApi(self.session, settings.base_url)
+        self._api = FlexInsightsApi(self.session, settings.base_url, LookupCache())
         self._transport = SyncTransport(settings.base_url, on_secret=on_secret)
 
     def verify_access(self) -> str:
@@ -59,7 +59,7 @@ class FlexInsightsClient:
         return self._transport.run(self._api.verify_access())
 
     def resolve_identifier(self, workspace_id: str, identifier: str) -> str:
-        """The workspace's object URI of ``identifier`` (cached for the process); not found raises."""
+        """The workspace's object URI of ``identifier`` (cached by this client); not found raises."""
         return self._transport.run(self._api.resolve_identifier(workspace_id, identifier))
 
     def start_export(self, workspace_id: str, report_id: str, date_from: str, date_to: str) -> str:
@@ -141,7 +141,7 @@ class AsyncFlexInsightsClient:
     ) -> None:
         self.settings = settings
         self.session = Session(settings.credentials)
-        self._api = FlexInsightsApi(self.session, settings.base_url)
+        self._api = FlexInsightsApi(self.session, settings.base_url, LookupCache())
         self._transport = AsyncTransport(settings.base_url, on_secret=on_secret)
 
     async def check_export(self, export_uri: str) -> ExportStatus:

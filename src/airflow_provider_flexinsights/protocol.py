@@ -2,7 +2,8 @@
 
 This module is the only one that knows paths, JSON shapes, headers and status codes. It performs no
 I/O: :mod:`.session` drives these messages through a transport, so the sync hook and the async
-trigger share every decision made here. See ``shared/flex-insights-api.md`` for the API itself.
+trigger share every decision made here. ``docs/wire.md`` describes the API as this module speaks it,
+each fact with its source in recorded live traffic.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from airflow_provider_flexinsights.exceptions import (
     FlexInsightsApiError,
@@ -70,12 +71,17 @@ class Request:
 
 @dataclass
 class Reply:
-    """An HTTP answer. ``stream`` is the transport's open response when ``success_body`` was "stream"."""
+    """An HTTP answer. ``stream`` is the transport's open response when ``success_body`` was "stream".
+
+    ``url`` is the absolute URL the answer came from (the transport's), so a redirect's
+    ``Location`` can be checked against its host.
+    """
 
     status: int
     headers: Mapping[str, str]
     body: bytes = b""
     stream: Any = field(default=None, repr=False)
+    url: str = ""
 
     @property
     def request_id(self) -> str | None:
@@ -106,7 +112,8 @@ def mint_temporary_token() -> Request:
 
 
 def current_profile() -> Request:
-    """The cheapest authorized call: the logged-in user's own account profile."""
+    """The cheapest authorized call: the logged-in user's own account profile (answered by a 307
+    to ``/gdc/account/profile/{id}``, which :func:`redirect_target` follows)."""
     return Request("GET", "/gdc/account/profile/current", "read the current user's profile")
 
 
@@ -116,7 +123,8 @@ def read_profile_login(reply: Reply) -> str:
 
 
 def logout(profile_id: str) -> Request:
-    return Request("DELETE", f"{LOGIN_PATH}/{profile_id}", "log out", auth=Auth.SST)
+    """Delete the SST. The service wants a valid TT beside it: a stale one gets the TT challenge."""
+    return Request("DELETE", f"{LOGIN_PATH}/{profile_id}", "log out")
 
 
 def resolve_identifiers(workspace_id: str, identifiers: list[str]) -> Request:
@@ -238,13 +246,20 @@ def valid_elements(
     *,
     offset: int = 0,
     limit: int = VALID_ELEMENTS_PAGE_SIZE,
+    text: str | None = None,
 ) -> Request:
-    """The values (elements) of a label: those with these ``titles``, or all of them (``None``), one page."""
+    """One page of a label's values (elements): those with these exact ``titles``, those whose
+    title contains ``text`` (the ``filter`` query parameter, a substring match), or all of them.
+
+    ``titles`` is sent to the live service by Flex solutions but is in no GoodData client or spec;
+    ``filter`` is what GoodData's own Ruby client sends (docs/wire.md, "validElements").
+    """
     label_id = label_uri.rstrip("/").rsplit("/", 1)[-1]
     body: dict[str, Any] = {"titles": titles} if titles is not None else {}
+    query = f"offset={offset}&limit={limit}" + (f"&filter={quote(text, safe='')}" if text is not None else "")
     return Request(
         "POST",
-        f"/gdc/md/{workspace_id}/obj/{label_id}/validElements?offset={offset}&limit={limit}",
+        f"/gdc/md/{workspace_id}/obj/{label_id}/validElements?{query}",
         f"look up the values of {label_name} in workspace {workspace_id}",
         json={"validElementsRequest": body},
     )
@@ -265,7 +280,11 @@ class ElementPage:
 
 
 def read_valid_elements(reply: Reply, offset: int) -> ElementPage:
-    """One page of ``validElements.items[].element``; another page follows while ``paging`` says so."""
+    """One page of ``validElements.items[].element``; another page follows while ``paging`` says so.
+
+    The service writes ``paging.offset`` and ``paging.total`` as strings and gives no ``next``
+    link: the next page starts where this one ends, until ``total`` is reached.
+    """
     try:
         document = reply.json()["validElements"]
         elements = tuple(
@@ -273,7 +292,9 @@ def read_valid_elements(reply: Reply, offset: int) -> ElementPage:
         )
         paging = document.get("paging") or {}
         total = paging.get("total")
-    except (KeyError, TypeError) as err:
+        offset = int(paging.get("offset", offset))
+        total = None if total is None else int(total)
+    except (KeyError, TypeError, ValueError) as err:
         raise FlexInsightsApiError(
             "Flex Insights answered a value lookup in a shape this provider does not know"
             f"{_request_id_suffix(reply.request_id)}.",
@@ -281,34 +302,63 @@ def read_valid_elements(reply: Reply, offset: int) -> ElementPage:
             request_id=reply.request_id,
         ) from err
     reached = offset + len(elements)
-    more = bool(elements) and (paging.get("next") is not None or (total is not None and reached < int(total)))
+    more = bool(elements) and total is not None and reached < total
     return ElementPage(elements, reached if more else None)
 
 
-def follow_up(request: Request, reply: Reply) -> Request | None:
-    """The GET that fetches an answer given later, or None when ``reply`` is the answer.
+REDIRECT_STATUSES = frozenset({303, 307, 308})
 
-    202 means "still computing, poll the Location" (the request is repeated when none is given);
-    303 means "the answer is at the Location". Only the Location's path is kept: the request goes
-    to the connection's own host, so tokens never travel to another one.
+
+def redirect_target(request: Request, reply: Reply) -> Request | None:
+    """The request a redirect asks for, or None when ``reply`` is no redirect.
+
+    303 (validElements) is fetched with GET; 307/308 (``profile/current``) repeat the method and
+    body. Only a ``Location`` on the host the answer came from is followed: the request is sent
+    to the connection's own base URL with the tokens attached again, never to another host.
     """
-    if reply.status not in (202, 303):
+    if reply.status not in REDIRECT_STATUSES:
         return None
-    location = _header(reply.headers, "Location")
-    if not location and reply.status == 202:
-        location = _uri_in_body(reply)
+    path = _same_host_path(request, reply, _header(reply.headers, "Location"))
+    if reply.status == 303:
+        return Request("GET", path, request.action, auth=request.auth, success_body=request.success_body)
+    return Request(request.method, path, request.action, request.auth, request.json, request.success_body)
+
+
+def poll_target(request: Request, reply: Reply) -> Request | None:
+    """The GET that polls an answer still being computed (202), or None when ``reply`` is the answer.
+
+    The poll goes to the ``Location`` if one is given, else to the ``uri`` the body names, else to
+    the URI this 202 came from, which after a 303 is the redirected one (GoodData's JS client:
+    "validElements returns 303 first with new url which may then return 202 to poll on").
+    A POST is never repeated.
+    """
+    if reply.status != 202:
+        return None
+    location = _header(reply.headers, "Location") or _uri_in_body(reply)
+    path = _same_host_path(request, reply, location) if location else request.path
+    return Request("GET", path, request.action, auth=request.auth, success_body=request.success_body)
+
+
+def _same_host_path(request: Request, reply: Reply, location: str | None) -> str:
+    """The path (and query, byte for byte) of a ``Location`` on the answer's own host."""
     if not location:
-        if reply.status == 303:
-            raise FlexInsightsApiError(
-                f"Flex Insights could not {request.action}: HTTP 303 without a Location"
-                f"{_request_id_suffix(reply.request_id)}.",
-                status=reply.status,
-                request_id=reply.request_id,
-            )
-        return request
+        raise _unfollowable(request, reply, "without a Location")
     parts = urlsplit(location)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    return Request("GET", path, request.action, auth=request.auth)
+    if parts.scheme or parts.netloc:
+        origin = urlsplit(reply.url)
+        target = urlsplit(urljoin(reply.url, location))
+        if not origin.netloc or (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
+            raise _unfollowable(request, reply, f"to another host ({parts.netloc})")
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _unfollowable(request: Request, reply: Reply, why: str) -> FlexInsightsApiError:
+    return FlexInsightsApiError(
+        f"Flex Insights could not {request.action}: HTTP {reply.status} redirect {why}, which this "
+        f"provider does not follow{_request_id_suffix(reply.request_id)}.",
+        status=reply.status,
+        request_id=reply.request_id,
+    )
 
 
 def _uri_in_body(reply: Reply) -> str | None:

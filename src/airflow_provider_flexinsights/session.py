@@ -18,7 +18,10 @@ from typing import Any, TypeVar
 
 from airflow_provider_flexinsights import protocol
 from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
-from airflow_provider_flexinsights.exceptions import FlexInsightsTransientError
+from airflow_provider_flexinsights.exceptions import (
+    FlexInsightsError,
+    FlexInsightsTransientError,
+)
 from airflow_provider_flexinsights.protocol import Auth, Reply, Request, Verdict
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,8 @@ _RENEWAL_WAIT = 0.02
 # Polls of an answer given later (202): quick at first, since metadata lookups are short.
 FOLLOW_SCHEDULE = PollSchedule(first=0.2, cap=5.0)
 MAX_FOLLOWS = 60
+# Redirects followed for one request (the service answers one: 303 or 307); more is a loop.
+MAX_REDIRECTS = 5
 
 
 class TransportError(Exception):
@@ -99,8 +104,23 @@ class Session:
 
         On a 401 the stale token is dropped and the request repeated once: a TT is re-minted from
         the SST, and a gone SST means a new login (which the TT request's own 401 reveals).
-        Statuses in ``passthrough`` are returned to the caller instead of raised.
+        A redirect (303, 307) is followed on the same host with the tokens attached again, at most
+        :data:`MAX_REDIRECTS` times. Statuses in ``passthrough`` are returned instead of raised.
         """
+        _, reply = yield from self._send_redirected(request, passthrough)
+        return reply
+
+    def _send_redirected(self, request: Request, passthrough: frozenset[int]) -> Flow[tuple[Request, Reply]]:
+        """Send, following redirects; the request that got the final answer, and that answer."""
+        for _ in range(MAX_REDIRECTS + 1):
+            reply = yield from self._send_authorized(request, passthrough)
+            target = protocol.redirect_target(request, reply)
+            if target is None:
+                return request, reply
+            request = target
+        raise protocol.error_for(request, reply, hint=f"It redirected more than {MAX_REDIRECTS} times.")
+
+    def _send_authorized(self, request: Request, passthrough: frozenset[int]) -> Flow[Reply]:
         refreshed = False
         while True:
             yield from self._ensure_tokens(request.auth)
@@ -121,45 +141,58 @@ class Session:
         """The login this session acts as: what a workspace shows depends on the user."""
         return self._credentials.email
 
-    # --- answers given later: 202 Accepted (poll it) and 303 See Other (fetch it) ---------------
+    # --- answers given later: 202 Accepted, polled where it says -------------------------------
 
     def send_following(self, request: Request, *, schedule: PollSchedule = FOLLOW_SCHEDULE) -> Flow[Reply]:
-        """Send ``request``, then fetch its answer where a 202 or 303 points, until it comes.
+        """Send ``request``, then poll its answer while it is 202, on ``schedule``.
 
-        Each hop goes through :meth:`send`, so token renewal and retries apply to it as to any
-        request; a 202 waits on ``schedule`` before the next poll, a 303 is fetched at once.
+        Each poll goes through :meth:`send`, so redirects, token renewal and retries apply to it as
+        to any request; it goes where the 202 points, else to the URI the 202 came from.
         """
-        reply = yield from self.send(request)
+        sent, reply = yield from self._send_redirected(request, frozenset())
         delays = schedule.delays()
-        for hop in itertools.count(1):
-            next_request = protocol.follow_up(request, reply)
+        for poll in itertools.count(1):
+            next_request = protocol.poll_target(sent, reply)
             if next_request is None:
                 return reply
-            if hop > MAX_FOLLOWS:
+            if poll > MAX_FOLLOWS:
                 raise FlexInsightsTransientError(
                     f"Flex Insights could not {request.action}: the answer was not ready after "
                     f"{MAX_FOLLOWS} polls. Retrying the task later may work."
                 )
-            if reply.status == 202:
-                yield Sleep(next(delays))
-            reply = yield from self.send(next_request)
+            yield Sleep(next(delays))
+            sent, reply = yield from self._send_redirected(next_request, frozenset())
         raise AssertionError("unreachable")  # pragma: no cover
 
     def log_out(self) -> Flow[None]:
-        """Delete the SST on the server. Never raises: a failed logout must not fail an export."""
+        """Delete the SST on the server. Never raises: a failed logout must not fail an export.
+
+        The service wants a valid TT beside the SST: a stale TT gets the TT challenge, so the TT
+        is renewed and the DELETE repeated once. An SST challenge means the SST is already gone.
+        """
         if self._login is None:
             return
-        request = self._authorize(protocol.logout(self._login.profile_id))
-        self._login, self._tt = None, None
+        while self._renewing:
+            yield Sleep(_RENEWAL_WAIT)
+        request = protocol.logout(self._login.profile_id)
+        verdict, status = Verdict.OK, 204
         try:
-            reply = yield from self._exchange(request, _LOGOUT_RETRY)
-        except FlexInsightsTransientError as err:
+            for attempt in (1, 2):
+                if self._tt is None and (yield from self._mint_temporary_token()) is not None:
+                    return  # the SST is gone already: nothing left to delete
+                reply = yield from self._exchange(self._authorize(request), _LOGOUT_RETRY)
+                verdict, status = protocol.judge(request, reply), reply.status
+                if verdict is not Verdict.TT_EXPIRED or attempt == 2:
+                    break
+                log.info("Flex Insights logout met a stale TT; renewing it and logging out again.")
+                self._tt = None
+        except FlexInsightsError as err:
             log.warning("Could not log out of Flex Insights (%s); the SST will expire on its own.", err)
             return
-        if reply.status >= 400 and reply.status != 401:  # 401: the SST was already gone
-            log.warning(
-                "Flex Insights logout answered HTTP %s; the SST will expire on its own.", reply.status
-            )
+        finally:
+            self._login, self._tt = None, None
+        if verdict is not Verdict.OK and verdict is not Verdict.SST_EXPIRED:
+            log.warning("Flex Insights logout answered HTTP %s; the SST will expire on its own.", status)
 
     # --- tokens -------------------------------------------------------------------------------
 
@@ -184,17 +217,26 @@ class Session:
                 yield from self._log_in()
             if auth is Auth.SST:
                 return
-            request = protocol.mint_temporary_token()
-            reply = yield from self._exchange(self._authorize(request))
-            verdict = protocol.judge(request, reply)
-            if verdict is Verdict.OK:
-                self._tt = protocol.read_temporary_token(reply)
-                yield Secret(self._tt)
+            refused = yield from self._mint_temporary_token()
+            if refused is None:
                 return
-            if verdict is not Verdict.SST_EXPIRED or attempt == 2:
-                raise protocol.error_for(request, reply)
+            if attempt == 2:
+                raise protocol.error_for(protocol.mint_temporary_token(), refused)
             log.info("Flex Insights SST expired; logging in again.")
             self._login = None
+
+    def _mint_temporary_token(self) -> Flow[Reply | None]:
+        """Mint a TT from the SST: None when done, the refusal when the SST is gone, else raise."""
+        request = protocol.mint_temporary_token()
+        reply = yield from self._exchange(self._authorize(request))
+        verdict = protocol.judge(request, reply)
+        if verdict is Verdict.OK:
+            self._tt = protocol.read_temporary_token(reply)
+            yield Secret(self._tt)
+            return None
+        if verdict is not Verdict.SST_EXPIRED:
+            raise protocol.error_for(request, reply)
+        return reply
 
     def _log_in(self) -> Flow[None]:
         request = protocol.login(self._credentials.email, self._credentials.password)

@@ -1,7 +1,8 @@
 """Run flows over real HTTP: ``requests`` in workers, ``httpx.AsyncClient`` in the triggerer.
 
 A transport knows how to send a request and how to sleep; every decision is in the flow it runs.
-Redirects are never followed, so tokens (sent as headers) cannot be forwarded to another host.
+Neither HTTP library follows redirects: the session flows do, deliberately (same host only, tokens
+attached again, bounded; docs/wire.md), so tokens sent as headers never reach another host.
 """
 
 from __future__ import annotations
@@ -103,11 +104,11 @@ class SyncTransport:
                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
             )
             if response.status_code == 200 and request.success_body == "stream":
-                return Reply(response.status_code, response.headers, stream=response)
+                return Reply(response.status_code, response.headers, stream=response, url=response.url)
             with response:
                 skip = response.status_code == 200 and request.success_body == "discard"
                 body = b"" if skip else response.content
-            return Reply(response.status_code, response.headers, body)
+            return Reply(response.status_code, response.headers, body, url=response.url)
         except requests.RequestException as err:
             raise TransportError(_describe(err)) from err
 
@@ -289,6 +290,7 @@ class _PoolSender:
         from airflow_provider_flexinsights.async_http import ConnectionPool
 
         tls = httpx.create_ssl_context() if base_url.startswith("https:") else None  # httpx's trust store
+        self._base_url = base_url.rstrip("/")
         self._pool = ConnectionPool(
             base_url,
             user_agent=_user_agent("asyncio"),
@@ -311,7 +313,7 @@ class _PoolSender:
             )
         except HttpError as err:
             raise TransportError(_describe(err)) from err
-        return Reply(answer.status, answer.headers, answer.body)
+        return Reply(answer.status, answer.headers, answer.body, url=self._base_url + request.path)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -342,12 +344,13 @@ class _HttpxSender:
                 request.method, self.base_url + request.path, json=request.json, headers=_headers(send)
             )
             response: Any = await self._http.send(built, stream=True)
+            url = str(response.url)
             try:
                 skip = response.status_code == 200 and request.success_body == "discard"
                 body = b"" if skip else await response.aread()
             finally:
                 await response.aclose()
-            return Reply(response.status_code, response.headers, body)
+            return Reply(response.status_code, response.headers, body, url=url)
         except httpx.HTTPError as err:
             raise TransportError(_describe(err)) from err
 

@@ -1,15 +1,29 @@
-"""Attribute values: ``validElements`` maps a label's values to element URIs, in pages, optionally
-by a detour (202 to poll, 303 to follow) as the service answers."""
+"""Attribute values: ``validElements`` maps a label's values to element URIs, in pages.
+
+As recorded (docs/wire.md, "validElements"): the POST may answer 303 to a ``validElements?q=..&c=..``
+URI on the same path, whose GET may answer 202 (polled on that URI) before the 200; ``paging``
+writes ``offset`` and ``total`` as strings and has no ``next``; the ``filter`` query parameter
+keeps titles containing it. ``titles`` in the body (exact values) is accepted or refused with the
+schema's 400, as :attr:`~.model.EmulatorConfig.valid_elements_titles` says.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Any
 from urllib.parse import parse_qs
 
 from airflow_provider_flexinsights.emulator.auth import require_tt
-from airflow_provider_flexinsights.emulator.exchange import Exchange, Reject
+from airflow_provider_flexinsights.emulator.exchange import Exchange, Reject, invalid_structure
 from airflow_provider_flexinsights.emulator.model import Label
+
+# The fields GoodData's clients send (gooddata-js, gooddata-java, gooddata-ruby); ``titles`` only
+# where the emulator is told the service accepts it.
+DOCUMENTED_FIELDS = frozenset(
+    {"prompt", "uris", "complement", "includeTotalCountWithoutFilters", "restrictiveDefinition"}
+    | {"restrictiveDefinitionContent"}
+)
 
 
 def valid_elements(exchange: Exchange) -> None:
@@ -17,13 +31,8 @@ def valid_elements(exchange: Exchange) -> None:
     workspace_id, label = _label(exchange)
     body = exchange.json_body()
     exchange.logged_body = body
-    request = body.get("validElementsRequest") if isinstance(body, dict) else None
-    if not isinstance(request, dict) or set(request) - {"titles"}:
-        raise Reject(400, "Expected validElementsRequest with optional titles")
-    titles = request.get("titles")
-    if titles is not None and (not isinstance(titles, list) or not all(isinstance(t, str) for t in titles)):
-        raise Reject(400, "validElementsRequest.titles must be a list of strings")
-    answer = _element_page(exchange, workspace_id, label, titles)
+    request = _element_request(exchange, body)
+    answer = _element_page(exchange, workspace_id, label, request.get("titles"))
     detour = list(exchange.state.config.valid_elements_detour)
     if not detour:
         exchange.send_json(200, answer)
@@ -34,30 +43,59 @@ def valid_elements(exchange: Exchange) -> None:
     _element_detour(exchange, task)
 
 
-def valid_elements_task(exchange: Exchange) -> None:
-    """Where a detoured lookup is polled (202) or redirected (303), until its answer."""
+def valid_elements_later(exchange: Exchange) -> None:
+    """The URI a detoured lookup was sent to (303) or is polled on (202), until its answer."""
     require_tt(exchange)
-    task = exchange.param("task")
+    params = parse_qs(exchange.url.query)
+    task = (params.get("q") or [""])[-1]
     with exchange.state.lock:
         statuses, answer = exchange.state.element_lookups.get(task, ([], None))
-    if answer is None:
-        raise Reject(404, "Task %s not found", task)
-    if statuses and not exchange.optional_param("result"):
+    if answer is None or (params.get("c") or [""])[-1] != _checksum(task):
+        raise Reject(400, "validElements query %s is unknown or altered", exchange.url.query)
+    if statuses:
         _element_detour(exchange, task)
         return
     exchange.send_json(200, answer)
 
 
+def _element_request(exchange: Exchange, body: Any) -> dict[str, Any]:
+    """The ``validElementsRequest`` object, checked against the schema as the service does."""
+    request = (
+        body.get("validElementsRequest")
+        if isinstance(body, dict) and set(body) == {"validElementsRequest"}
+        else None
+    )
+    if not isinstance(request, dict):
+        raise invalid_structure("validElementsRequest", "/validElementsRequest: an object expected")
+    allowed = DOCUMENTED_FIELDS | ({"titles"} if exchange.state.config.valid_elements_titles else set())
+    unknown = sorted(set(request) - allowed)
+    if unknown:
+        raise invalid_structure("validElementsRequest", f"/validElementsRequest: unknown key '{unknown[0]}'")
+    titles = request.get("titles")
+    if titles is not None and (not isinstance(titles, list) or not all(isinstance(t, str) for t in titles)):
+        raise invalid_structure(
+            "validElementsRequest", "/validElementsRequest/titles: a list of strings expected"
+        )
+    return request
+
+
 def _element_detour(exchange: Exchange, task: str) -> None:
+    """Answer the next detour status: 303 (and a POST's 202) say where; a later 202 does not."""
     with exchange.state.lock:
         status = exchange.state.element_lookups[task][0].pop(0)
-    task_uri = f"{_label_path(exchange)}/validElements/tasks/{task}"
-    location = task_uri if status == 202 else f"{task_uri}/result"
+    location = f"{_label_path(exchange)}/validElements?q={task}&c={_checksum(task)}"
+    if status == 202 and exchange.method == "GET":
+        exchange.send_json(202, {"taskState": {"status": "RUNNING"}})
+        return
     exchange.send_json(status, {"uri": location}, {"Location": location})
 
 
+def _checksum(task: str) -> str:
+    return hashlib.md5(task.encode()).hexdigest()
+
+
 def _label_path(exchange: Exchange) -> str:
-    return exchange.path.split("?")[0].split("/validElements")[0]
+    return exchange.url.path.split("/validElements")[0]
 
 
 def _label(exchange: Exchange) -> tuple[str, Label]:
@@ -71,17 +109,24 @@ def _label(exchange: Exchange) -> tuple[str, Label]:
 
 
 def _element_page(exchange: Exchange, workspace_id: str, label: Label, titles: list[str] | None) -> Any:
-    """One page of values: those with these titles (exact matches), or all; GoodData's paging."""
+    """One page of values: those with these titles (exact), containing ``filter``, or all."""
     params = {k: v[-1] for k, v in parse_qs(exchange.url.query).items()}
     try:
         offset = int(params.get("offset", "0"))
         limit = min(int(params.get("limit", "100")), exchange.state.config.valid_elements_max_page)
     except ValueError:
         raise Reject(400, "offset and limit must be whole numbers") from None
-    matching = [t for t in label.titles if titles is None or t in titles]
+    text = params.get("filter", "")
+    matching = [
+        t for t in label.titles if (titles is None or t in titles) and text.casefold() in t.casefold()
+    ]
     page = matching[offset : offset + limit]
     items = [{"element": {"uri": label.element_uri(workspace_id, t), "title": t}} for t in page]
-    paging: dict[str, Any] = {"offset": offset, "count": len(page), "total": len(matching)}
-    if offset + len(page) < len(matching):
-        paging["next"] = f"{_label_path(exchange)}/validElements?offset={offset + len(page)}&limit={limit}"
-    return {"validElements": {"items": items, "paging": paging}}
+    meta = {
+        "attribute": f"/gdc/md/{workspace_id}/obj/{label.attribute_id}",
+        "filter": text,
+        "order": params.get("order", "asc"),
+        "attributeDisplayForm": label.uri(workspace_id),
+    }
+    paging = {"count": len(page), "total": str(len(matching)), "offset": str(offset)}
+    return {"validElements": {"elementsMeta": meta, "paging": paging, "items": items}}

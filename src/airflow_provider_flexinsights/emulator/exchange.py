@@ -20,11 +20,31 @@ class Hangup(Exception):
 
 
 class Reject(Exception):
-    """Control flow: answer with a GoodData error instead of serving the request."""
+    """Control flow: answer with a GoodData error instead of serving the request.
 
-    def __init__(self, status: int, message: str, *params: str, headers: dict[str, str] | None = None):
+    The body is GoodData's ``{"error": {...}}`` shape unless ``document`` gives another one, or
+    ``empty`` asks for none at all (no Content-Type either), as the SST challenge answers.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *params: str,
+        headers: dict[str, str] | None = None,
+        document: Any = None,
+        empty: bool = False,
+    ):
         super().__init__(message)
         self.status, self.message, self.params, self.headers = status, message, params, headers or {}
+        self.document, self.empty = document, empty
+
+
+def invalid_structure(tag: str, detail: str) -> Reject:
+    """GoodData's answer to a body outside its schema (recorded: identifiers, docs/wire.md)."""
+    return Reject(
+        400, "Checking '%s', result %s", tag, f"STRUCTURE INVALID - name of structure:'{tag}', {detail}"
+    )
 
 
 @dataclass
@@ -116,14 +136,15 @@ class Exchange:
         status: int,
         body: bytes = b"",
         *,
-        content_type: str = "application/json",
+        content_type: str | None = "application/json",
         headers: dict[str, str] | None = None,
     ) -> None:
         self.start_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         if status != 204:
-            self.send_header("Content-Type", content_type)
+            if content_type is not None:
+                self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if body and status != 204:
@@ -133,13 +154,17 @@ class Exchange:
         self.send(status, json.dumps(document).encode(), headers=headers)
 
     def send_error(self, reject: Reject) -> None:
-        error = {
-            "errorClass": "com.gooddata.webapp.exception",
-            "component": "Webapp",
-            "message": reject.message,
-            "parameters": list(reject.params),
-            "requestId": self.request_id,
-        }
-        # GoodData uses both shapes; the login failure is the bare one.
-        document = error if reject.status == 401 else {"error": error}
+        if reject.empty:
+            self.send(reject.status, content_type=None, headers=reject.headers)
+            return
+        document = reject.document
+        if document is None:
+            error = {
+                "errorClass": "GDC::Exception::User",
+                "component": "Apache::REST",
+                "message": reject.message,
+                "parameters": list(reject.params),
+                "requestId": self.request_id,
+            }
+            document = {"error": error}
         self.send_json(reject.status, document, reject.headers)

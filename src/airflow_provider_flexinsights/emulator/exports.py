@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow_provider_flexinsights.emulator import data
 from airflow_provider_flexinsights.emulator.auth import require_tt
-from airflow_provider_flexinsights.emulator.exchange import Exchange, Hangup, Reject
+from airflow_provider_flexinsights.emulator.exchange import Exchange, Hangup, Reject, invalid_structure
 from airflow_provider_flexinsights.emulator.model import (
     BODY_FAULTS,
     DATE_IDENTIFIER,
@@ -33,9 +33,11 @@ def start_export(exchange: Exchange) -> None:
     workspace_id, workspace = exchange.workspace()
     body = exchange.json_body()
     exchange.logged_body = body
-    request = body.get("report_req") if isinstance(body, dict) else None
+    request = body.get("report_req") if isinstance(body, dict) and set(body) == {"report_req"} else None
     if not isinstance(request, dict) or set(request) - {"report", "context"} or "report" not in request:
-        raise Reject(400, "Expected report_req with report and optional context")
+        raise invalid_structure("report_req", "Expected report_req with report and optional context")
+    if set(request.get("context") or {}) - {"filters"}:
+        raise invalid_structure("report_req", "/report_req/context: only filters expected")
     match = re.fullmatch(rf"/gdc/md/{workspace_id}/obj/(\d+)", str(request["report"]))
     if match is None:
         raise Reject(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from airflow_provider_flexinsights.emulator.auth import require_tt
-from airflow_provider_flexinsights.emulator.exchange import Exchange, Reject
+from airflow_provider_flexinsights.emulator.exchange import Exchange, Reject, invalid_structure
 from airflow_provider_flexinsights.emulator.model import DATE_IDENTIFIER, Report, Workspace
 from airflow_provider_flexinsights.emulator.state import EmulatorState
 
+IDENTIFIER_PATTERN = re.compile(r"^[a-zA-Z0-9_\.]{1,255}$")  # as the recorded 400 quotes it
 AUTHOR_PROFILE = "/gdc/account/profile/flexinsightsreportsauthor000001"
 LABEL_TITLES = {DATE_IDENTIFIER: "Date (mm/dd/yyyy)"}
 
@@ -18,9 +20,18 @@ def identifiers(exchange: Exchange) -> None:
     require_tt(exchange)
     workspace_id, workspace = exchange.workspace()
     body = exchange.json_body()
-    wanted = body.get("identifierToUri") if isinstance(body, dict) else None
-    if not isinstance(wanted, list) or not all(isinstance(i, str) for i in wanted):
-        raise Reject(400, "Expected identifierToUri: a list of identifiers")
+    wanted = (
+        body.get("identifierToUri") if isinstance(body, dict) and set(body) == {"identifierToUri"} else None
+    )
+    if not isinstance(wanted, list):
+        raise invalid_structure("identifierToUri", "/identifierToUri: a list of identifiers expected")
+    for position, identifier in enumerate(wanted, start=1):
+        if not isinstance(identifier, str) or not IDENTIFIER_PATTERN.fullmatch(identifier):
+            raise invalid_structure(
+                "identifierToUri",
+                f"/identifierToUri/<list:{position}>/Identifier: STRING|{IDENTIFIER_PATTERN.pattern}| "
+                f"does not match with value '{identifier}'",
+            )
     exchange.logged_body = body
     found = [
         {"identifier": i, "uri": exchange.state.identifier_uri(workspace_id, i)}

@@ -142,9 +142,12 @@ class EmulatorConfig:
     faults: list[Fault] = field(default_factory=list)
     # filters: "today" for floating date ranges (None: the real date, in UTC, the workspace's zone)
     today: dt.date | None = None
-    # statuses each validElements lookup answers before its result: (202,) a poll, (303,) a
-    # redirect, (202, 303) both; the client must follow them
+    # statuses each validElements lookup answers before its result, in order: (303, 202) is the
+    # recorded redirect then a poll on the redirected URI; (303,) a redirect; (202,) a poll
     valid_elements_detour: tuple[int, ...] = ()
+    # whether validElements accepts ``titles`` in its body (unconfirmed on the live service:
+    # docs/wire.md); refused, it answers the schema's 400 like any unknown field
+    valid_elements_titles: bool = True
     valid_elements_max_page: int = 1000  # the most values one validElements page holds
     # CSV bodies are sent chunked (no Content-Length, as the real service does) in chunks of this
     # many bytes, the last one shorter; the real service's chunk size is not documented
