@@ -202,13 +202,14 @@ def _decode_chunked(socket_file: io.BufferedIOBase) -> Iterator[bytes]:
     body = _DecodedBody()
     parser = HttpResponseParser(body)
     parser.feed_data(_CHUNKED_HEAD)
-    block = memoryview(bytearray(DOWNLOAD_CHUNK_SIZE))
     while not body.complete:
-        count = socket_file.readinto1(block)
-        if not count:
+        # read1, not readinto1: with bytes already buffered (a small body read with the headers),
+        # CPython's readinto1 into a block larger than the buffer still waits on the socket.
+        block = socket_file.read1(DOWNLOAD_CHUNK_SIZE)
+        if not block:
             raise _BodyCutShort("the connection closed before the last chunk of the body")
         try:
-            parser.feed_data(block[:count])
+            parser.feed_data(block)
         except HttpParserError:
             if not body.complete:
                 raise  # bytes after the body's end are not ours to judge
