@@ -195,3 +195,17 @@ async def test_with_a_proxy_in_the_environment_requests_go_through_it(
 
 async def _ignore(secret: str) -> None:
     pass
+
+
+async def test_the_async_transport_refuses_to_stream_a_body() -> None:
+    """Downloads run in workers; a trigger asking for the CSV body is a programming error."""
+    transport = AsyncTransport("http://127.0.0.1:9", on_secret=_ignore)
+
+    def flow():  # type: ignore[no-untyped-def]
+        return (yield Send(protocol.check_export("/gdc/x", "stream")))
+
+    try:
+        with pytest.raises(ValueError, match="never streams"):
+            await transport.run(flow())
+    finally:
+        await transport.close()
