@@ -162,6 +162,10 @@ BODIES: dict[str, tuple[dict[str, str], bytes]] = {
         )
         + b"0\r\nX-Checksum: none\r\n\r\n",
     ),
+    "/small-chunked": (
+        {"Transfer-Encoding": "chunked"},
+        b"%x\r\n%s\r\n0\r\n\r\n" % (len(PLAIN[:500]), PLAIN[:500]),
+    ),
     "/bad-chunk-size": ({"Transfer-Encoding": "chunked"}, b"4\r\nid,v\r\nzz\r\nvalue\r\n0\r\n\r\n"),
 }
 
@@ -171,12 +175,8 @@ class _Bodies(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         headers, raw = BODIES[self.path]
-        self.send_response(200)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(raw)
-        self.close_connection = True
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        self.wfile.write(f"HTTP/1.1 200 OK\r\n{head}\r\n".encode() + raw)  # one write: one packet
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -211,6 +211,16 @@ def fetch(base_url: str, path: str) -> bytes:
 @pytest.mark.parametrize("path", ["/content-length", "/gzip-chunked", "/chunk-extensions-and-trailer"])
 def test_every_body_framing_and_encoding_arrives_decoded(bodies_url: str, path: str) -> None:
     assert fetch(bodies_url, path) == PLAIN
+
+
+def test_a_small_body_read_with_the_headers_does_not_wait_for_more(bodies_url: str) -> None:
+    """The whole body arrives in the same packet as the headers, so it is already buffered."""
+    fetched: list[bytes] = []
+    worker = threading.Thread(target=lambda: fetched.append(fetch(bodies_url, "/small-chunked")), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+
+    assert fetched == [PLAIN[:500]]
 
 
 def test_malformed_chunk_framing_is_a_broken_download(bodies_url: str) -> None:
