@@ -159,6 +159,17 @@ class FlexInsightsApi:
         reply = yield from self._send_in_workspace(request, protocol.OBJECT_HINT)
         return protocol.read_metadata_object(reply)
 
+    def report_layout(self, workspace_id: str, report_id: str) -> Flow[tuple[protocol.GridItem, ...]]:
+        """The report's grid (attributes, then metrics), or nothing when it has no definition."""
+        report = protocol.read_object(workspace_id, report_id)
+        reply = yield from self._send_in_workspace(report, protocol.OBJECT_HINT)
+        definition_uri = protocol.read_report_definition_uri(reply)
+        if definition_uri is None:
+            return ()
+        request = protocol.read_object_at(definition_uri, "report definition")
+        reply = yield from self._send_in_workspace(request, protocol.OBJECT_HINT)
+        return protocol.read_report_grid(reply)
+
     def _send_in_workspace(self, request: protocol.Request, not_found_hint: str) -> Flow[protocol.Reply]:
         """Send with the session's renewal and retries; a 404 says what to check, not the default."""
         reply = yield from self.session.send(request, passthrough=frozenset({404}))

@@ -18,7 +18,7 @@ from airflow_provider_flexinsights.api import ExportStatus, FlexInsightsApi, Loo
 from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
 from airflow_provider_flexinsights.exceptions import FlexInsightsDownloadError
 from airflow_provider_flexinsights.filters import ExportFilter
-from airflow_provider_flexinsights.protocol import MetadataObject, ReportSummary, SuccessBody
+from airflow_provider_flexinsights.protocol import GridItem, MetadataObject, ReportSummary, SuccessBody
 from airflow_provider_flexinsights.session import Session, TransportError
 from airflow_provider_flexinsights.transport import AsyncTransport, SyncTransport
 from airflow_provider_flexinsights.validation import ConnectionSettings
@@ -121,6 +121,10 @@ class FlexInsightsClient:
     def describe_object(self, workspace_id: str, object_id: str) -> MetadataObject:
         """Title, identifier and category of the object ``/gdc/md/{workspace_id}/obj/{object_id}``."""
         return self._transport.run(self._api.describe_object(workspace_id, object_id))
+
+    def report_layout(self, workspace_id: str, report_id: str) -> tuple[GridItem, ...]:
+        """The report's columns as its definition lists them (attributes, then metrics)."""
+        return self._transport.run(self._api.report_layout(workspace_id, report_id))
 
     def close(self) -> None:
         """Log out (deleting the SST and its TTs on the server) and release connections."""

@@ -89,3 +89,59 @@ def dataset_address(path: str) -> tuple[str, str]:
     if parts.scheme in ("", "file"):
         return "file", parts.path
     return f"{parts.scheme}://{parts.hostname}", parts.path.lstrip("/")
+
+
+def table_lineage(
+    result: dict[str, Any], base_url: str, hook: Any, columns: list[Any]
+) -> OperatorLineage[Any, Any]:
+    """Lineage of one load: the report in; the table out, named as OpenLineage names the hook's
+    database (``postgres://host:port`` + ``database.schema.table``), with a schema facet, the rows
+    written, and each table column's report column (column lineage)."""
+    from airflow.providers.common.compat.openlineage.facet import (
+        ColumnLineageDatasetFacet,
+        Fields,
+        InputField,
+        SchemaDatasetFacet,
+        SchemaDatasetFacetFields,
+    )
+
+    report = report_dataset(result, base_url)
+    namespace, name = table_address(hook, result["table"])
+    facets: dict[str, Any] = {
+        "schema": SchemaDatasetFacet(
+            fields=[SchemaDatasetFacetFields(name=c.name, type=c.type.value) for c in columns]
+        ),
+        "columnLineage": ColumnLineageDatasetFacet(
+            fields={
+                c.name: Fields(
+                    inputFields=[InputField(namespace=report.namespace, name=report.name, field=c.source)],
+                    transformationType="IDENTITY",
+                    transformationDescription="",
+                )
+                for c in columns
+            }
+        ),
+    }
+    output = OutputDataset(
+        namespace=namespace,
+        name=name,
+        facets=facets,
+        outputFacets={
+            "outputStatistics": OutputStatisticsOutputDatasetFacet(rowCount=result["rows_inserted"])
+        },
+    )
+    return OperatorLineage(inputs=[report], outputs=[output])
+
+
+def table_address(hook: Any, table: str) -> tuple[str, str]:
+    """OpenLineage's (namespace, name) of a table: the hook's database info where it has one
+    (``postgres://host:port``, ``database.schema.table``), else ``<dialect>`` and the table."""
+    from airflow.providers.openlineage.sqlparser import SQLParser
+
+    connection = hook.get_connection(getattr(hook, hook.conn_name_attr))
+    info = hook.get_openlineage_database_info(connection)
+    if info is None:
+        return hook.dialect_name, table
+    if "." not in table:
+        table = f"{hook.get_openlineage_default_schema() or 'public'}.{table}"
+    return SQLParser.create_namespace(info), f"{info.database}.{table}" if info.database else table

@@ -597,3 +597,46 @@ def _unexpected_shape(reply: Reply, what: str) -> FlexInsightsApiError:
         status=reply.status,
         request_id=reply.request_id,
     )
+
+
+# --- Report layout: the columns' kinds, for typed loads (the warehouse transfer) ----------------
+
+
+@dataclass(frozen=True)
+class GridItem:
+    """One column source of a report's grid: an attribute label or a metric, by object URI."""
+
+    kind: Literal["attribute", "metric"]
+    uri: str
+    alias: str = ""
+
+
+def read_object_at(uri: str, what: str) -> Request:
+    """Any metadata object by its URI (``/gdc/md/{ws}/obj/{id}``)."""
+    return Request("GET", uri, f"read the {what} {uri}")
+
+
+def read_report_definition_uri(reply: Reply) -> str | None:
+    """A report object's current definition: the last of ``content.definitions`` (GoodData appends
+    each saved version, as gooddata-ruby's ``latest_report_definition_uri`` reads it)."""
+    try:
+        definitions = reply.json()["report"]["content"].get("definitions") or []
+    except (KeyError, TypeError, AttributeError) as err:
+        raise _unexpected_shape(reply, "the report") from err
+    return str(definitions[-1]) if definitions else None
+
+
+def read_report_grid(reply: Reply) -> tuple[GridItem, ...]:
+    """A ``reportDefinition``'s grid in raw-export column order: the attributes of ``rows``, then
+    those of ``columns`` (the ``"metricGroup"`` marker skipped), then ``metrics``."""
+    try:
+        grid = reply.json()["reportDefinition"]["content"]["grid"]
+        attributes = [
+            GridItem("attribute", item["attribute"]["uri"], item["attribute"].get("alias") or "")
+            for item in [*grid.get("rows", []), *grid.get("columns", [])]
+            if isinstance(item, dict) and "attribute" in item
+        ]
+        metrics = [GridItem("metric", m["uri"], m.get("alias") or "") for m in grid.get("metrics", [])]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise _unexpected_shape(reply, "the report definition") from err
+    return (*attributes, *metrics)

@@ -6,6 +6,7 @@ import hashlib
 import re
 from typing import Any
 
+from airflow_provider_flexinsights.emulator import data
 from airflow_provider_flexinsights.emulator.auth import require_tt
 from airflow_provider_flexinsights.emulator.exchange import Exchange, Reject, invalid_structure
 from airflow_provider_flexinsights.emulator.model import DATE_IDENTIFIER, Report, Workspace
@@ -69,13 +70,46 @@ def metadata_object(exchange: Exchange) -> None:
     uri = f"/gdc/md/{workspace_id}/obj/{key}"
     if key in workspace.reports:
         meta = {"uri": uri, **_report_meta(workspace_id, key, workspace.reports[key])}
-        exchange.send_json(200, {"report": {"content": {"definitions": [], "domains": []}, "meta": meta}})
+        content = {"definitions": [f"{uri}{DEFINITION_SUFFIX}"], "domains": []}
+        exchange.send_json(200, {"report": {"content": content, "meta": meta}})
+    elif key.endswith(DEFINITION_SUFFIX) and key.removesuffix(DEFINITION_SUFFIX) in workspace.reports:
+        exchange.send_json(200, _report_definition(exchange.state, workspace_id, uri))
     elif key in labels:
         label = workspace.labels.get(labels[key])
         meta = _label_meta(uri, labels[key], label.column if label else None)
         exchange.send_json(200, {"attributeDisplayForm": {"content": {"default": 1}, "meta": meta}})
     else:
         raise Reject(404, "Object %s not found", f"/gdc/md/{workspace_id}/obj/{exchange.param('obj')}")
+
+
+# --- report definitions: what the loader types columns by ----------------------------------------
+
+DEFINITION_SUFFIX = "1"  # a report's (one) definition is object ``{report id}1``
+METRIC_OBJECTS = 21000  # metric n (1-based) of the queue report is object 21000 + n
+INTERVAL_LABEL_OBJECT = 20041  # a label without filter support, like most of a real report's
+
+
+def _report_definition(state: EmulatorState, workspace_id: str, uri: str) -> dict[str, Any]:
+    """A grid definition as GoodData records it: attribute labels in ``rows``, the metric group in
+    ``columns``, metrics with their aliases; the CSV's first five columns are attributes, the rest
+    metrics, in this order (as the raw export writes them)."""
+    label_of_column = {
+        label.column: label.uri(workspace_id)
+        for label in state.config.workspaces[workspace_id].labels.values()
+    }
+    label_of_column["Date"] = state.identifier_uri(workspace_id, DATE_IDENTIFIER)
+    label_of_column.setdefault("Interval 15 Minutes", f"/gdc/md/{workspace_id}/obj/{INTERVAL_LABEL_OBJECT}")
+    attributes, metrics = data.HEADER[:5], data.HEADER[5:]
+    rows = [{"attribute": {"alias": "", "totals": [], "uri": label_of_column[name]}} for name in attributes]
+    grid_metrics = [
+        {"alias": name, "uri": f"/gdc/md/{workspace_id}/obj/{METRIC_OBJECTS + n}"}
+        for n, name in enumerate(metrics, start=1)
+    ]
+    grid = {"sort": {"columns": [], "rows": []}, "columnWidths": [], "columns": ["metricGroup"],
+            "metrics": grid_metrics, "rows": rows}  # fmt: skip
+    meta = {"uri": uri, "title": "Untitled report definition", "category": "reportDefinition",
+            "author": AUTHOR_PROFILE, "tags": "", "summary": "", "deprecated": "0"}  # fmt: skip
+    return {"reportDefinition": {"content": {"grid": grid, "format": "grid", "filters": []}, "meta": meta}}
 
 
 def _label_objects(state: EmulatorState, workspace_id: str, workspace: Workspace) -> dict[str, str]:

@@ -1,0 +1,317 @@
+"""FlexInsightsToSqlOperator and its loader against a real PostgreSQL server and SQLite.
+
+Operator tests run the real operator with dag.test() against the emulator; loader tests feed the
+loader CSV bytes of shapes the emulator does not serve (new columns, hostile names, misfit values).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT, Emulator, EmulatorConfig
+from airflow_provider_flexinsights.emulator.data import render_report
+from airflow_provider_flexinsights.emulator.model import Fault
+from airflow_provider_flexinsights.protocol import GridItem
+from airflow_provider_flexinsights.transfers.columns import ColumnType, MisfitValueError, plan_columns
+from airflow_provider_flexinsights.transfers.sql_load import TableLoader
+
+from tests.conftest import DagRunResult, run_dag_file
+from tests.postgres_server import PostgresServer
+
+PG_CONN, SQLITE_CONN = "warehouse_pg", "warehouse_sqlite"
+
+_DAG_FILE = """\
+import pendulum
+from airflow.sdk import DAG
+from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow_provider_flexinsights.transfers.flex_insights_to_sql import FlexInsightsToSqlOperator
+
+with DAG({dag_id!r}, schedule={schedule}, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
+    FlexInsightsToSqlOperator(task_id="load", **{kwargs})
+"""
+FAST = {"poll_interval": 0.05, "max_poll_interval": 0.1, "deferrable": False}
+
+
+@pytest.fixture
+def pg_database(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> PostgresServer:
+    """A fresh database on the session's server, as Airflow connection ``warehouse_pg``."""
+    name = f"wh_{uuid.uuid4().hex[:10]}"
+    postgres_server.create_database(name)
+    url = f"postgres://{postgres_server.user}@{postgres_server.host}:{postgres_server.port}/{name}"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{PG_CONN.upper()}", url)
+    monkeypatch.setattr(postgres_server, "database", name, raising=False)
+    return postgres_server
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "warehouse.db"
+    connection = json.dumps({"conn_type": "sqlite", "host": str(path)})
+    monkeypatch.setenv(f"AIRFLOW_CONN_{SQLITE_CONN.upper()}", connection)
+    return path
+
+
+def sql_hook(conn_id: str) -> Any:
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    return BaseHook.get_connection(conn_id).get_hook()
+
+
+def query(conn_id: str, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in sql_hook(conn_id).get_records(sql)]
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def database(request: pytest.FixtureRequest) -> str:
+    """Each loader test on both engines: COPY on PostgreSQL, batched inserts on SQLite."""
+    if request.param == "postgres":
+        request.getfixturevalue("pg_database")
+        return PG_CONN
+    request.getfixturevalue("sqlite_path")
+    return SQLITE_CONN
+
+
+@pytest.fixture
+def run_load(airflow_db: Path, flex_connection: str) -> Iterator[Callable[..., DagRunResult]]:
+    written: list[Path] = []
+
+    def run(logical_date: str = "2024-03-02", schedule: str = "None", **kwargs: Any) -> DagRunResult:
+        dag_id = f"test_load_{uuid.uuid4().hex[:10]}"
+        path = airflow_db / "dags" / f"{dag_id}.py"
+        source = _DAG_FILE.format(dag_id=dag_id, schedule=schedule, kwargs=repr({**FAST, **kwargs}))
+        path.write_text(textwrap.dedent(source))
+        written.append(path)
+        return run_dag_file(path, dag_id, logical_date)
+
+    yield run
+    for path in written:
+        path.unlink(missing_ok=True)
+
+
+def csv_rows(day_from: str, day_to: str) -> int:
+    return render_report(DEMO_WORKSPACE, QUEUE_REPORT, day_from, day_to).count(b"\r\n") - 1
+
+
+# --- the operator, end to end -----------------------------------------------------------------------
+
+
+def test_a_day_loaded_twice_leaves_one_copy_with_the_csvs_row_count(
+    run_load: Callable[..., DagRunResult], pg_database: PostgresServer, emulator: Emulator
+) -> None:
+    day = {"report_id": QUEUE_REPORT, "sql_conn_id": PG_CONN, "table": "queue_stats"}
+    first = run_load(**day, date_from="2024-02-01", date_to="2024-02-01")
+    second = run_load(**day, date_from="2024-02-01", date_to="2024-02-01")
+
+    expected = csv_rows("2024-02-01", "2024-02-01")
+    assert first.task_state == second.task_state == "success"
+    assert first.result["rows_inserted"] == second.result["rows_inserted"] == expected
+    assert (first.result["rows_deleted"], second.result["rows_deleted"]) == (0, expected)
+    assert query(PG_CONN, "SELECT count(*) FROM queue_stats") == [(expected,)]
+    assert second.result["columns"]["Offered Contacts"] == "offered_contacts"
+    assert second.result["column_types"] == {
+        "queue": "TEXT", "date": "DATE", "interval_15_minutes": "TEXT", "channel": "TEXT",
+        "direction": "TEXT", "offered_contacts": "NUMERIC", "average_handle_time": "NUMERIC",
+        "abandons": "NUMERIC", "service_level": "NUMERIC", "average_speed_of_answer": "NUMERIC",
+        "volume_handled": "NUMERIC",
+    }  # fmt: skip
+    types = query(
+        PG_CONN,
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'queue_stats' "
+        "AND column_name IN ('date', 'offered_contacts', 'queue') ORDER BY column_name",
+    )
+    assert types == [("date", "date"), ("offered_contacts", "numeric"), ("queue", "text")]
+    assert query(PG_CONN, "SELECT DISTINCT date::text FROM queue_stats") == [("2024-02-01",)]
+    assert second.result["export_uri"].startswith(f"/gdc/projects/{DEMO_WORKSPACE}/execute/raw/")
+    assert emulator.live_sessions == 0
+
+
+def test_a_seven_day_backfill_run_twice_leaves_seven_days_once(
+    run_load: Callable[..., DagRunResult], pg_database: PostgresServer
+) -> None:
+    daily = 'CronDataIntervalTimetable("0 0 * * *", timezone="UTC")'
+    load = {"report_id": QUEUE_REPORT, "sql_conn_id": PG_CONN, "table": "daily"}
+    for _ in range(2):
+        for day in range(2, 9):  # runs of 2024-02-02 .. 2024-02-08 load 02-01 .. 02-07
+            assert run_load(f"2024-02-{day:02d}", daily, **load).task_state == "success"
+
+    per_day = query(PG_CONN, "SELECT date::text, count(*) FROM daily GROUP BY date ORDER BY date")
+    assert per_day == [
+        (f"2024-02-{d:02d}", csv_rows(f"2024-02-{d:02d}", f"2024-02-{d:02d}")) for d in range(1, 8)
+    ]
+
+
+@pytest.mark.parametrize(
+    "emulator_config", [EmulatorConfig(faults=[Fault("export", "truncate", after_bytes=5000, count=99)])]
+)
+def test_a_download_broken_mid_load_leaves_the_table_unchanged(
+    run_load: Callable[..., DagRunResult], pg_database: PostgresServer, emulator: Emulator
+) -> None:
+    sql_hook(PG_CONN).run(
+        "CREATE TABLE kept (queue TEXT, date DATE); INSERT INTO kept VALUES ('Sales', '2024-02-01')"
+    )
+
+    one_day = {"date_from": "2024-02-01", "date_to": "2024-02-01"}
+    run = run_load(report_id=QUEUE_REPORT, sql_conn_id=PG_CONN, table="kept", download_attempts=2, **one_day)
+
+    assert run.task_state == "failed"
+    assert [e for e, status in emulator.calls() if e == "export" and status == 200] == ["export"] * 2
+    assert query(PG_CONN, "SELECT queue, date::text FROM kept") == [("Sales", "2024-02-01")]
+    columns = query(PG_CONN, "SELECT column_name FROM information_schema.columns WHERE table_name = 'kept'")
+    assert sorted(columns) == [("date",), ("queue",)]  # the new columns' ALTERs were rolled back too
+
+
+def test_sqlite_load_through_the_operator(run_load: Callable[..., DagRunResult], sqlite_path: Path) -> None:
+    run = run_load(
+        report_id=QUEUE_REPORT,
+        sql_conn_id=SQLITE_CONN,
+        table="queue_stats",
+        date_from="2024-02-01",
+        date_to="2024-02-02",
+    )
+
+    assert run.task_state == "success"
+    assert query(SQLITE_CONN, "SELECT count(*) FROM queue_stats") == [(csv_rows("2024-02-01", "2024-02-02"),)]
+    assert query(SQLITE_CONN, "SELECT DISTINCT date FROM queue_stats ORDER BY 1") == [
+        ("2024-02-01",),
+        ("2024-02-02",),
+    ]
+
+
+def test_bad_input_fails_before_any_request(
+    run_load: Callable[..., DagRunResult], emulator: Emulator, sqlite_path: Path
+) -> None:
+    unknown = run_load(
+        report_id=QUEUE_REPORT,
+        sql_conn_id="no_such_db",
+        table="t",
+        date_from="2024-02-01",
+        date_to="2024-02-01",
+    )
+    floating = run_load(
+        report_id=QUEUE_REPORT,
+        sql_conn_id=SQLITE_CONN,
+        table="t",
+        filters=[{"type": "floating", "from": -7, "to": -1}],
+    )
+
+    assert unknown.task_state == floating.task_state == "failed"
+    assert emulator.calls() == []
+
+
+# --- the loader: shapes the emulator does not serve ---------------------------------------------------
+
+
+def csv_bytes(header: list[str], rows: list[list[str]]) -> Iterator[bytes]:
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerows([header, *rows])
+    data = out.getvalue().encode()
+    return iter([data[:7], data[7:]])  # a chunk boundary inside the header
+
+
+QUEUE_GRID = (GridItem("attribute", "/q"), GridItem("attribute", "/date"), GridItem("metric", "/m"))
+
+
+def load(conn_id: str, table: str, header: list[str], rows: list[list[str]], **options: Any) -> Any:
+    grid = options.pop("grid", QUEUE_GRID[: len(header)] if len(header) == 3 else ())
+    loader = TableLoader(sql_hook(conn_id), table, days=("2024-02-01", "2024-02-01"), **options)
+    return loader.load(csv_bytes(header, rows), lambda names: plan_columns(names, grid, "/date"))
+
+
+def test_a_new_report_column_is_added(database: str) -> None:
+    load(database, "t", ["Queue", "Date", "Offered"], [["Sales", "02/01/2024", "3"]], mode="append")
+    header = ["Queue", "Date", "Offered", "Abandons"]
+    grid = (*QUEUE_GRID, GridItem("metric", "/a"))
+    result = load(database, "t", header, [["Support", "02/02/2024", "4", "1"]], mode="append", grid=grid)
+
+    assert result.added_columns == ["abandons"]
+    assert query(database, "SELECT queue, abandons FROM t ORDER BY queue") == [
+        ("Sales", None),
+        ("Support", 1),
+    ]
+
+
+def test_a_misfit_value_fails_in_one_sentence_and_changes_nothing(database: str) -> None:
+    load(database, "t", ["Queue", "Date", "Offered"], [["Sales", "02/01/2024", "3"]], mode="append")
+
+    with pytest.raises(MisfitValueError) as failure:
+        load(
+            database,
+            "t",
+            ["Queue", "Date", "Offered"],
+            [["Sales", "02/01/2024", "3"], ["Bad", "02/01/2024", "lots"]],
+        )
+
+    assert str(failure.value) == (
+        "Value 'lots' in column offered does not fit its type NUMERIC; the load was rolled back and the "
+        "table is unchanged."
+    )
+    assert query(database, "SELECT queue FROM t") == [("Sales",)]  # the delete of the day was undone too
+
+
+HOSTILE = ['Queue"; DROP TABLE t; --', "Date", "Offered Contacts ; x"]
+
+
+def test_names_and_values_with_quotes_spaces_and_semicolons_load_as_data(database: str) -> None:
+    table = 'we"ird table; DROP TABLE t; --'
+    value = "'); DELETE FROM t; --"
+    load(database, "t", ["Queue", "Date", "Offered"], [["Sales", "02/01/2024", "3"]], mode="append")
+
+    result = load(database, table, HOSTILE, [[value, "02/01/2024", "7"]], mode="append")
+
+    assert [c.name for c in result.columns] == ["queue_drop_table_t", "date", "offered_contacts_x"]
+    assert query(database, "SELECT queue FROM t") == [("Sales",)]
+    quoted = '"we""ird table; DROP TABLE t; --"'
+    assert query(database, f"SELECT queue_drop_table_t, offered_contacts_x FROM {quoted}") == [(value, 7)]
+
+
+def test_replace_mode_replaces_the_whole_table_and_an_empty_export_keeps_the_columns(database: str) -> None:
+    load(
+        database,
+        "t",
+        ["Queue", "Date", "Offered"],
+        [["A", "01/05/2024", "1"], ["B", "02/01/2024", "2"]],
+        mode="append",
+    )
+    result = load(database, "t", ["Queue", "Date", "Offered"], [["C", "03/01/2024", "3"]], mode="replace")
+
+    assert (result.rows_deleted, result.rows_inserted) == (2, 1)
+    assert query(database, "SELECT queue FROM t") == [("C",)]
+
+
+def test_column_names_are_snake_case_and_deduplicated() -> None:
+    columns = plan_columns(["Queue", "queue", "1st Value", "Ünit %", ""], (), None)
+
+    assert [c.name for c in columns] == ["queue", "queue_2", "c_1st_value", "nit", "column"]
+    assert {c.type for c in columns} == {ColumnType.TEXT}  # no matching definition: the safe rule
+
+
+def test_lineage_names_the_table_as_openlineage_names_postgres(pg_database: PostgresServer) -> None:
+    from airflow_provider_flexinsights.lineage import table_lineage
+
+    columns = plan_columns(["Queue", "Date", "Offered"], QUEUE_GRID, "/date")
+    result = {"table": "queue_stats", "rows_inserted": 42, "workspace_id": DEMO_WORKSPACE, "report_id": "7"}
+
+    lineage = table_lineage(result, "http://127.0.0.1:1", sql_hook(PG_CONN), columns)
+
+    (output,) = lineage.outputs
+    assert output.namespace == f"postgres://{pg_database.host}:{pg_database.port}"
+    assert output.name == f"{pg_database.database}.public.queue_stats"  # type: ignore[attr-defined]
+    assert [(f.name, f.type) for f in output.facets["schema"].fields] == [
+        ("queue", "TEXT"), ("date", "DATE"), ("offered", "NUMERIC")
+    ]  # fmt: skip
+    assert output.outputFacets["outputStatistics"].rowCount == 42
+    source = output.facets["columnLineage"].fields["offered"].inputFields[0]
+    assert (source.namespace, source.name, source.field) == (
+        "flexinsights://127.0.0.1:1",
+        f"{DEMO_WORKSPACE}/7",
+        "Offered",
+    )
