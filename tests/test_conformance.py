@@ -365,6 +365,9 @@ def test_valid_elements_may_answer_202_on_the_redirected_uri_which_is_polled_the
     redirected = Request("GET", RECORDED_REDIRECT, "look up", Auth.TT)
     polled = protocol.poll_target(redirected, recorded(202, {"taskState": {"status": "RUNNING"}}))
     assert polled is not None and (polled.method, polled.path) == ("GET", RECORDED_REDIRECT)
+    post = protocol.valid_elements("hmaayky1211ud23jk87m7r1p70tjp45u", LABEL_PATH, "Email")
+    repolled = protocol.poll_target(post, recorded(202))
+    assert repolled is not None and (repolled.method, repolled.path) == ("GET", post.path)  # no re-POST
 
     location = wire.send("POST", lookup_path(wire.emulator), {"validElementsRequest": {}}).headers["Location"]
     pending = wire.send("GET", location)
