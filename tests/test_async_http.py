@@ -5,7 +5,9 @@ taken when the environment names a proxy."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -209,3 +211,102 @@ async def test_the_async_transport_refuses_to_stream_a_body() -> None:
             await transport.run(flow())
     finally:
         await transport.close()
+
+
+# --- TLS: the real service is https, so the client's TLS must verify as browsers do -----------------
+
+
+def _self_signed(tmp_path: Path, host: str) -> tuple[Path, Path]:
+    """A certificate for ``host`` (an IP address or a name) and its key, as PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt = x509.DNSName(host)
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / f"{host}.pem", tmp_path / f"{host}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+async def _tls_server(cert_file: Path, key_file: Path) -> tuple[LoopbackServer, asyncio.Server, int]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    server = LoopbackServer(always_ok)
+    listening = await asyncio.start_server(server.serve, "127.0.0.1", 0, ssl=context)
+    return server, listening, listening.sockets[0].getsockname()[1]
+
+
+async def test_https_requests_verify_the_certificate_and_reuse_one_connection(tmp_path: Path) -> None:
+    cert_file, key_file = _self_signed(tmp_path, "127.0.0.1")
+    server, listening, port = await _tls_server(cert_file, key_file)
+    trusting = ssl.create_default_context(cafile=str(cert_file))
+    pool = ConnectionPool(
+        f"https://127.0.0.1:{port}",
+        user_agent="test",
+        connect_timeout=5,
+        read_timeout=5,
+        ssl_context=trusting,
+    )
+    try:
+        answers = [await pool.request("GET", "/gdc/account/token", {"X-GDC-AuthSST": "s"}) for _ in range(3)]
+    finally:
+        await pool.close()
+        listening.close()
+
+    assert [(a.status, a.body) for a in answers] == [(200, b"ok")] * 3
+    assert server.connections == 1
+    assert server.heads[0].startswith(
+        f"GET /gdc/account/token HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("certified_host", "trusted", "refusal"),
+    [
+        ("127.0.0.1", False, "CERTIFICATE_VERIFY_FAILED"),  # a certificate no trust store vouches for
+        ("localhost", True, "IP address mismatch"),  # trusted, but issued for another host
+    ],
+)
+async def test_https_refuses_a_certificate_that_does_not_verify(
+    tmp_path: Path, certified_host: str, trusted: bool, refusal: str
+) -> None:
+    cert_file, key_file = _self_signed(tmp_path, certified_host)
+    server, listening, port = await _tls_server(cert_file, key_file)
+    context = ssl.create_default_context(cafile=str(cert_file)) if trusted else None  # None: the default
+    pool = ConnectionPool(
+        f"https://127.0.0.1:{port}", user_agent="test", connect_timeout=5, read_timeout=5, ssl_context=context
+    )
+    try:
+        with pytest.raises(HttpError, match=refusal):
+            await pool.request("GET", "/gdc/account/token", {"X-GDC-AuthSST": "secret-sst"})
+    finally:
+        await pool.close()
+        listening.close()
+    assert server.heads == []  # nothing, not even the token, was sent over the unverified connection
