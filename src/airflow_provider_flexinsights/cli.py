@@ -32,13 +32,8 @@ from airflow_provider_flexinsights.exceptions import (
     FlexInsightsInputError,
     FlexInsightsNotFoundError,
 )
-from airflow_provider_flexinsights.filters import (
-    AttributeFilter,
-    DateFilter,
-    DateInterval,
-    ExportFilter,
-    parse_filters,
-)
+from airflow_provider_flexinsights.export_spec import ExportInputs, export_result
+from airflow_provider_flexinsights.filters import DateInterval
 from airflow_provider_flexinsights.protocol import DEFAULT_BASE_URL
 from airflow_provider_flexinsights.validation import ConnectionSettings
 
@@ -191,46 +186,53 @@ def run_identifiers(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     return EXIT_OK
 
 
+CLI_DAYS = validation.DayNames(
+    date_from="--from",
+    date_to="--to",
+    filters="--filter",
+    floating_example="""--filter '{"type": "floating", "from": -7, "to": -1}'""",
+)
+
+
 @dataclass(frozen=True)
 class ExportRequest:
     """The validated inputs of ``export`` (before any credential is read or request sent)."""
 
-    report_id: str
-    date: DateFilter
-    attributes: tuple[AttributeFilter, ...]
-    destination: str
+    inputs: ExportInputs
     timeout: float
     poll_interval: float
     download_attempts: int
 
-    @property
-    def filters(self) -> list[ExportFilter]:
-        """Every filter of the export request, the date one first."""
-        return [self.date, *self.attributes]
-
     def describe_days(self) -> str:
-        if isinstance(self.date, DateInterval):
-            return f"from {self.date.date_from} to {self.date.date_to}"
-        return f"for {self.date.describe()}"
+        date = self.inputs.date
+        if isinstance(date, DateInterval):
+            return f"from {date.date_from} to {date.date_to}"
+        return f"for {date.describe()}"
 
 
 def export_request(args: argparse.Namespace) -> ExportRequest:
     """Validate ``export``'s arguments with the operator's own checks; raise FlexInsightsInputError."""
-    parsed = parse_filters([_filter_json(text) for text in args.filters])
+    filters = [_filter_json(text) for text in args.filters]
     for name, value in (("--timeout", args.timeout), ("--poll-interval", args.poll_interval)):
         if not value > 0:
             raise FlexInsightsInputError(f"{name} must be a positive number of seconds, got {value}.")
     if args.download_attempts < 1:
         raise FlexInsightsInputError(f"--download-attempts must be at least 1, got {args.download_attempts}.")
-    return ExportRequest(
-        report_id=validation.report_id(args.report),
-        date=_date_filter(parsed.date, args.date_from, args.date_to),
-        attributes=parsed.attributes,
+    inputs = ExportInputs.parse(
+        report_id=args.report,
         destination=validation.destination(args.output),
-        timeout=args.timeout,
-        poll_interval=args.poll_interval,
-        download_attempts=args.download_attempts,
+        date_from=args.date_from,
+        date_to=args.date_to,
+        filters=filters,
+        default_days=_no_default_days,
+        names=CLI_DAYS,
     )
+    return ExportRequest(inputs, args.timeout, args.poll_interval, args.download_attempts)
+
+
+def _no_default_days() -> tuple[str, str]:
+    """A command has no data interval: the days must be given."""
+    raise CLI_DAYS.missing_days()
 
 
 def _filter_json(text: str) -> Any:
@@ -244,38 +246,16 @@ def _filter_json(text: str) -> Any:
         ) from None
 
 
-def _date_filter(listed: DateFilter | None, date_from: str | None, date_to: str | None) -> DateFilter:
-    """The days: --from/--to, or a date filter given with --filter, never both."""
-    if listed is not None:
-        if date_from is not None or date_to is not None:
-            raise FlexInsightsInputError(
-                f"--filter has a date filter ({listed.to_dict()['type']}) and --from/--to are set too; "
-                "give the days one way only."
-            )
-        return listed
-    if date_from is None or date_to is None:
-        raise FlexInsightsInputError(
-            "Give the days: --from and --to (YYYY-MM-DD, both included), or a date filter such as "
-            '--filter \'{"type": "floating", "from": -7, "to": -1}\'.'
-        )
-    start, end = validation.date(date_from, name="--from"), validation.date(date_to, name="--to")
-    if start > end:
-        raise FlexInsightsInputError(f"--from ({start}) is after --to ({end}); both days are included.")
-    return DateInterval(start, end)
-
-
 def run_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     request = export_request(args)
     settings = resolve_settings(args.conn_id, environ)
     workspace = resolve_workspace(args.workspace, environ, settings)
-    from airflow_provider_flexinsights.export_spec import ExportSpec, export_result
-
-    spec = ExportSpec.of(workspace, request.report_id, request.date, request.attributes, request.destination)
+    spec = request.inputs.spec(workspace)
     with closing(_client(settings)) as client:
         outcome = _export(client, spec, request)
     if outcome.empty:
         print(
-            f"Report {request.report_id} has no data {request.describe_days()}; wrote an empty file.",
+            f"Report {spec.report_id} has no data {request.describe_days()}; wrote an empty file.",
             file=sys.stderr,
         )
     written = outcome.written

@@ -6,15 +6,18 @@ report its result, in exactly the same terms (the operator's XCom, the CLI's ``-
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from airflow_provider_flexinsights import validation
 from airflow_provider_flexinsights.filters import (
     AttributeFilter,
     DateFilter,
     DateInterval,
     ExportFilter,
+    choose_date_filter,
+    parse_filters,
 )
 
 
@@ -63,6 +66,45 @@ class ExportSpec:
         text = f"report {self.report_id} in workspace {self.workspace_id} for {dates[0]}"
         attributes = [f.describe() for f in self.filters if isinstance(f, AttributeFilter)]
         return f"{text} where {' and '.join(attributes)}" if attributes else text
+
+
+@dataclass(frozen=True)
+class ExportInputs:
+    """The validated inputs of one export but its workspace: the operator's and the CLI's alike.
+
+    Built by :meth:`parse` from what the caller was given (rendered templates, command-line
+    arguments), before any credential is read or request sent.
+    """
+
+    report_id: str
+    date: DateFilter
+    attributes: tuple[AttributeFilter, ...]
+    destination: str
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        report_id: Any,
+        destination: str,
+        date_from: Any,
+        date_to: Any,
+        filters: Any,
+        default_days: Callable[[], tuple[str, str]],
+        names: validation.DayNames = validation.OPERATOR_DAYS,
+    ) -> ExportInputs:
+        """Check every input (raising FlexInsightsInputError in the caller's ``names``); pick the days.
+
+        ``destination`` comes checked by the caller (a file path, a table...): only it knows what
+        a valid one is. ``default_days`` gives the days when neither dates nor a date filter do.
+        """
+        checked_report = validation.report_id(report_id)
+        parsed = parse_filters(filters)
+        date = choose_date_filter(parsed.date, date_from, date_to, default_days, names)
+        return cls(checked_report, date, parsed.attributes, destination)
+
+    def spec(self, workspace_id: str) -> ExportSpec:
+        return ExportSpec.of(workspace_id, self.report_id, self.date, self.attributes, self.destination)
 
 
 def export_result(

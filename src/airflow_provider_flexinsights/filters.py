@@ -127,22 +127,25 @@ def choose_date_filter(
     date_from: Any,
     date_to: Any,
     default: Callable[[], tuple[str, str]],
+    names: validation.DayNames = validation.OPERATOR_DAYS,
 ) -> DateFilter:
     """The one date filter of an export: a date filter listed in ``filters`` replaces the default
     interval, ``date_from``/``date_to`` give an explicit one, ``default`` (the run's data interval)
-    applies otherwise. Giving both a listed date filter and ``date_from``/``date_to`` is an error,
-    since one would silently lose."""
+    applies when neither is given. Giving both a listed date filter and ``date_from``/``date_to``
+    is an error, since one would silently lose; so is giving one end only. Errors use ``names``."""
     explicit = date_from is not None or date_to is not None
     if listed is not None and explicit:
         raise FlexInsightsInputError(
-            f"filters has a date filter ({listed.to_dict()['type']}) and date_from/date_to are set too; "
-            "give the days one way only: drop date_from/date_to, or the date filter from filters."
+            f"{names.filters} has a date filter ({listed.to_dict()['type']}) and {names.date_from}/"
+            f"{names.date_to} are set too; give the days one way only."
         )
     if listed is not None:
         return listed
     if not explicit:
         return DateInterval(*default())
-    return DateInterval(*validation.date_range(date_from, date_to))
+    if date_from is None or date_to is None:
+        raise names.missing_days()
+    return DateInterval(*validation.date_range(date_from, date_to, names))
 
 
 # --- parsing one item ---------------------------------------------------------------------------

@@ -52,11 +52,31 @@ def date(value: Any, *, name: str) -> str:
     raise FlexInsightsInputError(f"{name} must be a real date written YYYY-MM-DD, got {value!r}.")
 
 
-def date_range(date_from: Any, date_to: Any) -> tuple[str, str]:
-    start, end = date(date_from, name="date_from"), date(date_to, name="date_to")
+@dataclass(frozen=True)
+class DayNames:
+    """What a caller calls its day inputs, so an error names the parameter the user wrote."""
+
+    date_from: str = "date_from"
+    date_to: str = "date_to"
+    filters: str = "filters"
+    floating_example: str = 'filters=[{"type": "floating", "from": -7, "to": -1}]'
+
+    def missing_days(self) -> FlexInsightsInputError:
+        return FlexInsightsInputError(
+            f"Give the days: {self.date_from} and {self.date_to} (YYYY-MM-DD, both included), or a date "
+            f"filter such as {self.floating_example}."
+        )
+
+
+OPERATOR_DAYS = DayNames()
+
+
+def date_range(date_from: Any, date_to: Any, names: DayNames = OPERATOR_DAYS) -> tuple[str, str]:
+    """Both days, checked, in order: the one place "from after to" is refused."""
+    start, end = date(date_from, name=names.date_from), date(date_to, name=names.date_to)
     if start > end:
         raise FlexInsightsInputError(
-            f"date_from ({start}) is after date_to ({end}); both ends are inclusive."
+            f"{names.date_from} ({start}) is after {names.date_to} ({end}); both days are included."
         )
     return start, end
 

@@ -30,8 +30,7 @@ from airflow_provider_flexinsights.exceptions import (
     FlexInsightsInputError,
 )
 from airflow_provider_flexinsights.export import ExportEvent, ExportJob, ExportPolicy, JobState
-from airflow_provider_flexinsights.export_spec import ExportSpec, export_result
-from airflow_provider_flexinsights.filters import choose_date_filter, parse_filters
+from airflow_provider_flexinsights.export_spec import ExportInputs, ExportSpec, export_result
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.links.flex_insights import FlexInsightsReportLink
 
@@ -151,23 +150,25 @@ class BaseFlexInsightsExportOperator(BaseOperator):
 
     def export_spec(self, context: Context) -> ExportSpec:
         """The rendered, validated parameters; raises FlexInsightsInputError before any request."""
-        report_id = validation.report_id(self.report_id)
-        destination = self.validated_destination()
-        parsed = parse_filters(self.filters)
-        data_interval = functools.partial(
-            validation.dates_from_data_interval,
-            context.get("data_interval_start"),
-            context.get("data_interval_end"),
+        inputs = ExportInputs.parse(
+            report_id=self.report_id,
+            destination=self.validated_destination(),
+            date_from=self.date_from,
+            date_to=self.date_to,
+            filters=self.filters,
+            default_days=functools.partial(
+                validation.dates_from_data_interval,
+                context.get("data_interval_start"),
+                context.get("data_interval_end"),
+            ),
         )
-        date = choose_date_filter(parsed.date, self.date_from, self.date_to, data_interval)
         workspace = self.workspace_id or self.hook.settings.workspace_id
         if workspace is None:
             raise FlexInsightsInputError(
                 "No workspace_id: pass workspace_id to the operator or set the extra workspace_id "
                 f"of connection {self.flex_insights_conn_id!r}."
             )
-        workspace = validation.workspace_id(workspace)
-        return ExportSpec.of(workspace, report_id, date, parsed.attributes, destination)
+        return inputs.spec(validation.workspace_id(workspace))
 
     def _run(
         self, spec: ExportSpec, context: Context, first_state: Callable[[ExportJob], JobState]
