@@ -315,3 +315,46 @@ def test_lineage_names_the_table_as_openlineage_names_postgres(pg_database: Post
         f"{DEMO_WORKSPACE}/7",
         "Offered",
     )
+
+
+# --- Parquet ---------------------------------------------------------------------------------------
+
+
+def test_parquet_round_trip_has_the_typed_schema_and_every_row(
+    run_export: Callable[..., DagRunResult], flex_connection: str, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target = tmp_path / "out" / "queue.parquet"
+    run = run_export(
+        report_id=QUEUE_REPORT, destination=str(target), date_from="2024-02-01", date_to="2024-02-02", **FAST
+    )
+
+    assert run.task_state == "success"
+    table = pq.read_table(target)
+    assert table.num_rows == csv_rows("2024-02-01", "2024-02-02")
+    assert table.schema.field("queue").type == pa.string()
+    assert table.schema.field("date").type == pa.date32()
+    assert table.schema.field("offered_contacts").type == pa.float64()
+    assert set(table.column("date").to_pylist()) == {dt.date(2024, 2, 1), dt.date(2024, 2, 2)}
+    source = list(
+        csv.reader(
+            io.StringIO(render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-02-01", "2024-02-02").decode())
+        )
+    )
+    assert table.column("offered_contacts").to_pylist()[:3] == [float(row[5]) for row in source[1:4]]
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # written atomically
+    assert run.result["path"] == str(target)
+
+
+def test_parquet_misfit_value_writes_nothing() -> None:
+    from airflow_provider_flexinsights.parquet import parquet_chunks
+
+    plan = lambda names: plan_columns(names, QUEUE_GRID, "/date")  # noqa: E731
+    with pytest.raises(
+        MisfitValueError, match="Value 'lots' in column offered does not fit its type NUMERIC"
+    ):
+        b"".join(parquet_chunks(csv_bytes(["Queue", "Date", "Offered"], [["A", "02/01/2024", "lots"]]), plan))

@@ -37,7 +37,11 @@ from airflow_provider_flexinsights.links.flex_insights import FlexInsightsReport
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_flexinsights.protocol import GridItem
+    from airflow_provider_flexinsights.transfers.columns import Column
+
 OnEmpty = Literal["succeed", "skip", "fail"]
+FileFormat = Literal["csv", "parquet"]
 
 # Airflow's own deferral timeout is a backstop behind the trigger's deadline, which fails with a
 # clearer message; the margin lets the trigger's message win.
@@ -60,6 +64,7 @@ class BaseFlexInsightsExportOperator(BaseOperator):
     ui_color = "#f22f46"
     operator_extra_links = (FlexInsightsReportLink(),)
     _export_result: dict[str, Any] | None = None  # what this run wrote, for lineage
+    _report_grid: tuple[GridItem, ...] | None = None  # the report's definition, once read
 
     def __init__(
         self,
@@ -109,6 +114,21 @@ class BaseFlexInsightsExportOperator(BaseOperator):
         attempt took must be discarded before the export is fetched again.
         """
         raise NotImplementedError
+
+    def column_plan(self, spec: ExportSpec) -> Callable[[list[str]], list[Column]]:
+        """Names and types for the CSV header, from the report's definition (read once per try,
+        when a typed writer first needs it: the SQL load, Parquet)."""
+        from airflow_provider_flexinsights.protocol import DATE_IDENTIFIER
+        from airflow_provider_flexinsights.transfers.columns import plan_columns
+
+        def plan(header: list[str]) -> list[Column]:
+            with self.hook.session() as client:
+                if self._report_grid is None:
+                    self._report_grid = client.report_layout(spec.workspace_id, spec.report_id)
+                date_uri = client.resolve_identifier(spec.workspace_id, DATE_IDENTIFIER)
+            return plan_columns(header, self._report_grid, date_uri)
+
+        return plan
 
     def preflight(self, spec: ExportSpec, context: Context) -> None:
         """Checks after validation, before any Flex Insights request (none by default)."""
@@ -270,6 +290,9 @@ class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
         empty file), ``"skip"`` (skip the task, write nothing) or ``"fail"``.
     :param download_attempts: how many times a CSV stream that breaks midway is fetched again
         from the start before the task fails (nothing is written meanwhile).
+    :param format: ``"csv"`` (the export as is) or ``"parquet"`` (typed columns as the SQL load
+        names and types them, streamed in row groups; needs the ``parquet`` extra). Default: Parquet
+        when ``destination`` ends ``.parquet``, else CSV.
     """
 
     template_fields: Sequence[str] = (
@@ -281,9 +304,18 @@ class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
         "filters",
     )
 
-    def __init__(self, *, destination: str, **kwargs: Any) -> None:
+    def __init__(self, *, destination: str, format: FileFormat | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if format is not None and format not in get_args(FileFormat):
+            raise FlexInsightsInputError(f"format must be 'csv' or 'parquet', got {format!r}.")
         self.destination = destination
+        self.format = format
+
+    def file_format(self, destination: str) -> FileFormat:
+        """``format`` when given, else Parquet for a destination ending ``.parquet``, else CSV."""
+        if self.format is not None:
+            return self.format
+        return "parquet" if destination.lower().endswith(".parquet") else "csv"
 
     def validated_destination(self) -> str:
         """The rendered ``destination``: a file path or object storage URI, without credentials."""
@@ -293,6 +325,10 @@ class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
         """Stream the CSV to ``destination`` atomically: temporary file and rename, or a deferred upload."""
         from airflow_provider_flexinsights.storage import write_atomically
 
+        if self.file_format(spec.destination) == "parquet":
+            from airflow_provider_flexinsights.parquet import parquet_chunks
+
+            chunks = parquet_chunks(chunks, self.column_plan(spec))
         written = write_atomically(spec.destination, chunks)
         self.log.info(
             "Wrote %s bytes (sha256 %s) of %s to %s.",

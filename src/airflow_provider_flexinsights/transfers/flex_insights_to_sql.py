@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
 from airflow_provider_flexinsights.export_spec import ExportSpec
 from airflow_provider_flexinsights.operators.flex_insights import BaseFlexInsightsExportOperator
-from airflow_provider_flexinsights.protocol import DATE_IDENTIFIER, GridItem
-from airflow_provider_flexinsights.transfers.columns import Column, plan_columns
+from airflow_provider_flexinsights.transfers.columns import Column
 from airflow_provider_flexinsights.transfers.sql_load import MODES, Mode, TableLoader
 
 if TYPE_CHECKING:
@@ -66,7 +65,6 @@ class FlexInsightsToSqlOperator(BaseFlexInsightsExportOperator):
         self.schema = schema
         self.mode: Mode = mode
         self.batch_rows = batch_rows
-        self._grid: tuple[GridItem, ...] | None = None
         self._lineage_columns: list[Column] = []
 
     def validated_destination(self) -> str:
@@ -117,7 +115,7 @@ class FlexInsightsToSqlOperator(BaseFlexInsightsExportOperator):
     def write(self, spec: ExportSpec, chunks: Iterator[bytes]) -> Mapping[str, Any]:
         """One download attempt into the table, in one transaction (rolled back if it breaks)."""
         loader = self.loader(spec)
-        result = loader.load(chunks, lambda header: plan_columns(header, *self._layout(spec)))
+        result = loader.load(chunks, self.column_plan(spec))
         self._lineage_columns = result.columns
         self.log.info(
             "Loaded %s rows of %s into %s (%s; %s rows deleted).",
@@ -137,14 +135,6 @@ class FlexInsightsToSqlOperator(BaseFlexInsightsExportOperator):
             "created_table": result.created_table,
             "added_columns": result.added_columns,
         }
-
-    def _layout(self, spec: ExportSpec) -> tuple[tuple[GridItem, ...], str | None]:
-        """The report's grid and the date label's URI, read once per try (metadata API)."""
-        with self.hook.session() as client:
-            if self._grid is None:
-                self._grid = client.report_layout(spec.workspace_id, spec.report_id)
-            date_uri = client.resolve_identifier(spec.workspace_id, DATE_IDENTIFIER)
-        return self._grid, date_uri
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the report in; the table out, named as OpenLineage names the database's

@@ -51,7 +51,7 @@ class LoadResult:
     added_columns: list[str] = field(default_factory=list)
 
 
-class _ChunkReader(io.RawIOBase):
+class ChunkReader(io.RawIOBase):
     """A readable file over an iterator of byte chunks (what COPY and ``TextIOWrapper`` read)."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
@@ -71,6 +71,12 @@ class _ChunkReader(io.RawIOBase):
         buffer[:size] = self._pending[:size]
         self._pending = self._pending[size:]
         return size
+
+
+def read_header(body: io.BufferedReader[Any]) -> list[str]:
+    """The CSV's header fields (none for an empty export); ``body`` is left at the first row."""
+    line = body.readline()
+    return next(csv.reader([line.decode("utf-8-sig")])) if line.strip() else []
 
 
 class TableLoader:
@@ -103,11 +109,9 @@ class TableLoader:
 
     def load(self, chunks: Iterator[bytes], plan: Callable[[list[str]], list[Column]]) -> LoadResult:
         """Load one CSV stream whole, or change nothing; ``plan`` types the header's columns."""
-        source = _ChunkReader(chunks)
+        source = ChunkReader(chunks)
         body = io.BufferedReader(source, _READ_BYTES)
-        header_line = body.readline()
-        header = next(csv.reader([header_line.decode("utf-8-sig")])) if header_line.strip() else []
-        columns = plan(header)
+        columns = plan(read_header(body))
         engine = self.hook.get_sqlalchemy_engine()
         try:
             existing = self._existing_columns(engine)
