@@ -3,14 +3,17 @@
 Called by scripts/demo.sh once .venv exists. Starts the emulator on a free loopback port, points the
 ``flex_insights_default`` connection at it through ``AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT``, runs
 ``airflow dags test flex_insights_daily_export DATE`` (the trigger runs inline), prints where the CSV
-landed and its first lines, and stops the emulator.
+landed and its first lines; then loads the same day into a local SQLite database with
+``flex_insights_backfill_load`` (FlexInsightsToSqlOperator) and prints offered contacts per queue.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +22,7 @@ from airflow_provider_flexinsights.emulator import Emulator, EmulatorConfig, air
 
 ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "flex_insights_daily_export"
+LOAD_DAG_ID = "flex_insights_backfill_load"
 
 
 def main() -> int:
@@ -45,6 +49,10 @@ def main() -> int:
         command = [airflow, "dags", "test", DAG_ID, args.date]
         run = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         calls = emulator.calls()
+        database = (args.output / "warehouse.db").resolve()
+        load = load_into_sqlite(
+            airflow, env, database, dt.date.fromisoformat(args.date) - dt.timedelta(days=1)
+        )
 
     log = home / "last-demo-run.log"
     log.write_text(run.stdout + run.stderr)
@@ -62,7 +70,33 @@ def main() -> int:
     with csv.open(encoding="utf-8") as lines:
         for _, line in zip(range(5), lines, strict=False):
             print("   ", line.rstrip())
+    if load.returncode != 0:
+        (home / "last-demo-load.log").write_text(load.stdout + load.stderr)
+        print(f"The load into SQLite failed; log: {home / 'last-demo-load.log'}", file=sys.stderr)
+        return 1
+    print_offered_per_queue(database)
     return 0
+
+
+def load_into_sqlite(
+    airflow: str, env: dict[str, str], database: Path, day: dt.date
+) -> subprocess.CompletedProcess[str]:
+    """``airflow dags test flex_insights_backfill_load DAY``: that day into ``queue_stats`` of SQLite."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    env = {**env, "AIRFLOW_CONN_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(database)})}
+    print(f"Loading {day} into SQLite {database}: airflow dags test {LOAD_DAG_ID} {day}", flush=True)
+    command = [airflow, "dags", "test", LOAD_DAG_ID, day.isoformat()]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+
+def print_offered_per_queue(database: Path) -> None:
+    query = "SELECT queue, SUM(offered_contacts), COUNT(*) FROM queue_stats GROUP BY queue ORDER BY 2 DESC"
+    with sqlite3.connect(database) as db:
+        rows = db.execute(query).fetchall()
+    print(f"SQLite {database}, table queue_stats: {query}")
+    print(f"    {'queue':<12}{'offered':>10}{'rows':>8}")
+    for queue, offered, count in rows:
+        print(f"    {queue:<12}{offered:>10}{count:>8}")
 
 
 if __name__ == "__main__":

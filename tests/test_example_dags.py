@@ -86,3 +86,26 @@ def test_filtered_example_exports_one_queue_for_the_previous_seven_days(
     )
     assert csv.read_bytes() == expected
     assert {line.split(b'","')[0] for line in expected.splitlines()[1:]} == {b'"Support'}
+
+
+def test_backfill_load_example_loads_the_days_of_its_runs_once(
+    airflow_db: Path, flex_connection: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import sqlite3
+
+    database = tmp_path / "warehouse.db"
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(database)}))
+    runs = [
+        run_example(airflow_db, "flex_insights_backfill_load", day) for day in ("2024-02-01", "2024-02-02")
+    ]
+    again = run_example(airflow_db, "flex_insights_backfill_load", "2024-02-01")
+
+    assert [run.task_state for run in [*runs, again]] == ["success"] * 3
+    with sqlite3.connect(database) as db:
+        per_day = db.execute("SELECT date, COUNT(*) FROM queue_stats GROUP BY date ORDER BY date").fetchall()
+    expected = [
+        (day, render_report(DEMO_WORKSPACE, QUEUE_REPORT, day, day).count(b"\r\n") - 1)
+        for day in ("2024-02-01", "2024-02-02")
+    ]
+    assert per_day == expected
