@@ -215,12 +215,11 @@ class FlexInsightsApi:
             found = protocol.read_identifiers(reply)
             for identifier in missing:
                 if identifier not in found:
-                    raise FlexInsightsNotFoundError(
-                        f"Flex Insights could not find identifier {identifier} in workspace {workspace_id} "
-                        f"[request id {reply.request_id}]. Check the workspace id (the 32 characters after "
-                        "/projects/ in the Analytics Portal URL) and that the workspace has this attribute.",
-                        status=reply.status,
-                        request_id=reply.request_id,
+                    raise FlexInsightsNotFoundError.from_reply(
+                        f"Flex Insights could not find identifier {identifier} in workspace {workspace_id}",
+                        reply,
+                        then=". Check the workspace id (the 32 characters after /projects/ in the Analytics "
+                        "Portal URL) and that the workspace has this attribute.",
                     )
                 self.cache.put(self._key(workspace_id, IDENTIFIER_URI, identifier), found[identifier])
                 cached[identifier] = found[identifier]

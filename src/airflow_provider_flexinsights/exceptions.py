@@ -7,6 +7,17 @@ the protocol layer builds them from status codes and server messages only, never
 
 from __future__ import annotations
 
+from typing import Protocol, Self
+
+
+class _Answer(Protocol):
+    """What an error needs of a reply (:class:`~.protocol.Reply`): its status and request id."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def request_id(self) -> str | None: ...
+
 
 class FlexInsightsError(Exception):
     """Base class of everything this provider raises on purpose.
@@ -29,6 +40,13 @@ class FlexInsightsApiError(FlexInsightsError):
         super().__init__(message)
         self.status = status
         self.request_id = request_id
+
+    @classmethod
+    def from_reply(cls, message: str, reply: _Answer, *, then: str = ".") -> Self:
+        """The error for ``reply``: ``message``, the server's request id, ``then`` (the rest of the
+        sentence). The one place a request id is written into a message."""
+        request_id = f" [request id {reply.request_id}]" if reply.request_id else ""
+        return cls(f"{message}{request_id}{then}", status=reply.status, request_id=reply.request_id)
 
 
 class FlexInsightsAuthError(FlexInsightsApiError):

@@ -91,11 +91,8 @@ class Reply:
         try:
             return json.loads(self.body)
         except ValueError as err:
-            raise FlexInsightsApiError(
-                f"Flex Insights answered HTTP {self.status} with a body that is not JSON"
-                f"{_request_id_suffix(self.request_id)}.",
-                status=self.status,
-                request_id=self.request_id,
+            raise FlexInsightsApiError.from_reply(
+                f"Flex Insights answered HTTP {self.status} with a body that is not JSON", self
             ) from err
 
 
@@ -198,11 +195,7 @@ def read_export_uri(reply: Reply) -> str:
         return uri
     if location:
         return location
-    raise FlexInsightsApiError(
-        f"Flex Insights accepted the export but sent no export URI{_request_id_suffix(reply.request_id)}.",
-        status=reply.status,
-        request_id=reply.request_id,
-    )
+    raise FlexInsightsApiError.from_reply("Flex Insights accepted the export but sent no export URI", reply)
 
 
 class ExportState(enum.Enum):
@@ -295,11 +288,8 @@ def read_valid_elements(reply: Reply, offset: int) -> ElementPage:
         offset = int(paging.get("offset", offset))
         total = None if total is None else int(total)
     except (KeyError, TypeError, ValueError) as err:
-        raise FlexInsightsApiError(
-            "Flex Insights answered a value lookup in a shape this provider does not know"
-            f"{_request_id_suffix(reply.request_id)}.",
-            status=reply.status,
-            request_id=reply.request_id,
+        raise FlexInsightsApiError.from_reply(
+            "Flex Insights answered a value lookup in a shape this provider does not know", reply
         ) from err
     reached = offset + len(elements)
     more = bool(elements) and total is not None and reached < total
@@ -353,11 +343,10 @@ def _same_host_path(request: Request, reply: Reply, location: str | None) -> str
 
 
 def _unfollowable(request: Request, reply: Reply, why: str) -> FlexInsightsApiError:
-    return FlexInsightsApiError(
+    return FlexInsightsApiError.from_reply(
         f"Flex Insights could not {request.action}: HTTP {reply.status} redirect {why}, which this "
-        f"provider does not follow{_request_id_suffix(reply.request_id)}.",
-        status=reply.status,
-        request_id=reply.request_id,
+        "provider does not follow",
+        reply,
     )
 
 
@@ -428,23 +417,21 @@ def error_for(
     server = server_message(reply.body)
     detail = f": {server}" if server else ""
     message = f"Flex Insights could not {request.action} (HTTP {reply.status}{detail})"
-    message += _request_id_suffix(reply.request_id)
     if reply.status == 401 and request.auth is Auth.NONE:
-        return FlexInsightsAuthError(
-            f"{message}. Check the email (login) and password of the Flex Insights connection; "
+        return FlexInsightsAuthError.from_reply(
+            message,
+            reply,
+            then=". Check the email (login) and password of the Flex Insights connection; "
             "the login is not retried so the account does not get locked.",
-            status=reply.status,
-            request_id=reply.request_id,
         )
     hint = hint or _default_hint(reply.status)
-    message = f"{message}. {hint}" if hint else f"{message}."
     if error_type is None:
         error_type = FlexInsightsApiError
         if reply.status in (404, 410):
             error_type = FlexInsightsNotFoundError
         elif reply.status in RETRYABLE_STATUSES:
             error_type = FlexInsightsTransientError
-    return error_type(message, status=reply.status, request_id=reply.request_id)
+    return error_type.from_reply(message, reply, then=f". {hint}" if hint else ".")
 
 
 def _default_hint(status: int) -> str:
@@ -474,10 +461,6 @@ def server_message(body: bytes) -> str:
         return message % tuple(str(p) for p in parameters) if "%s" in message else message
     except TypeError:
         return message
-
-
-def _request_id_suffix(request_id: str | None) -> str:
-    return f" [request id {request_id}]" if request_id else ""
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -591,11 +574,10 @@ def _metadata_time(value: Any) -> dt.datetime | None:
 
 
 def _unexpected_shape(reply: Reply, what: str) -> FlexInsightsApiError:
-    return FlexInsightsApiError(
-        f"Flex Insights answered {what} in a shape this provider does not know"
-        f"{_request_id_suffix(reply.request_id)}; please report it with the request id.",
-        status=reply.status,
-        request_id=reply.request_id,
+    return FlexInsightsApiError.from_reply(
+        f"Flex Insights answered {what} in a shape this provider does not know",
+        reply,
+        then="; please report it with the request id.",
     )
 
 
