@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Redis for the Celery deployment of the end-to-end tests (tests/e2e/test_distributed.py: the Celery broker,
-# started by the tests as `redis-server` on a free loopback port without persistence; no service).
+# Redis for the Celery deployment of the end-to-end tests (the Celery broker of
+# tests/e2e/test_distributed.py, started by the tests as `redis-server` on a free loopback port without persistence; no service).
 # Idempotent: does nothing when redis-server is found. Installs Debian's redis-server with apt-get
 # when run as root (apt-get update first: a fresh image has no package lists); otherwise says what
 # to install and fails.

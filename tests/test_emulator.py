@@ -189,6 +189,28 @@ def test_faults_can_be_limited_to_one_workspace(api: requests.Session, emulator:
     assert (resolve(DEMO_WORKSPACE), resolve(other)) == (200, 503)
 
 
+def test_a_stalled_download_sends_its_first_bytes_then_waits_then_the_rest(
+    api: requests.Session, emulator: Emulator
+) -> None:
+    import time
+
+    from airflow_provider_flexinsights.emulator import Fault
+
+    emulator.config.pending_polls = 0
+    emulator.config.faults.append(Fault("export", "stall", after_bytes=100, seconds=1.5))
+    uri = post(api, emulator, EXECUTE, {"report_req": {"report": REPORT}}).json()["uri"]
+
+    with api.get(f"{emulator.url}{uri}", stream=True) as answer:
+        first = answer.raw.read(100)
+        started = time.monotonic()
+        rest = answer.raw.read()
+        waited = time.monotonic() - started
+
+    assert answer.status_code == 200
+    assert first + rest == api.get(f"{emulator.url}{uri}").content  # whole: as served without the stall
+    assert waited >= 1.4  # the rest was held back: a client is caught mid-download
+
+
 # --- Discovery: the metadata API (report list, object lookups) -----------------------------------
 
 QUERY_REPORTS = f"/gdc/md/{DEMO_WORKSPACE}/query/reports"

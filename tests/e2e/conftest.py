@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from airflow_provider_flexinsights.emulator import Emulator, airflow_connection
 
-from tests.e2e.deployment import AirflowDeployment
-
-HERE = Path(__file__).resolve().parent
-DAG_FILES = [
-    *sorted((HERE.parent.parent / "example_dags").glob("*.py")),
-    *sorted((HERE / "dags").glob("*.py")),
-]
+from tests.e2e.deployment import DAG_FILES, AirflowDeployment
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,17 @@
-"""A real Airflow 3 deployment on loopback, started and stopped by the tests.
+"""Real Airflow 3 deployments on loopback, started and stopped by the tests.
 
-The api-server, scheduler (LocalExecutor), dag-processor and triggerer run as separate processes,
-each in its own process group, with an SQLite metadata database in a temporary Airflow home. Tests
-read task instance states straight from that database and look at the process table to prove that
-no worker holds a deferred task.
+``AirflowDeployment``: the api-server, scheduler (LocalExecutor), dag-processor and triggerer run as
+separate processes, each in its own process group, with an SQLite metadata database in a temporary
+Airflow home. ``CeleryDeployment``: the distributed shape production runs, on one machine: a
+PostgreSQL metadata database, Redis as the Celery broker, two Celery workers and two triggerers
+(each with a host name of its own), scheduler, dag-processor and api-server. Tests read states
+straight from the metadata database and look at the process table to prove that no worker holds a
+deferred task.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,14 +21,23 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psutil
 
+from tests.postgres_server import PostgresServer
+
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+DAG_FILES = [  # the example DAGs and the tests' own, in every deployment
+    *sorted((REPO_ROOT / "example_dags").glob("*.py")),
+    *sorted((REPO_ROOT / "tests" / "e2e" / "dags").glob("*.py")),
+]
 T = TypeVar("T")
+Row = Mapping[str, Any]
 
 
 def free_ports(count: int) -> list[int]:
@@ -52,12 +65,74 @@ def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: f
         time.sleep(interval)
 
 
+class MetadataDatabase(Protocol):
+    """Where a deployment keeps its state, and read-only queries for the tests' assertions."""
+
+    url: str  # [database] sql_alchemy_conn
+
+    def query(self, sql: str, *params: Any) -> list[Row]:
+        """Rows of ``sql`` by column name; ``?`` marks each parameter."""
+        ...
+
+
+class SqliteDatabase:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # five processes share one SQLite file: wait for its lock (30 s) instead of failing at 5 s
+        self.url = f"sqlite:///{path}?timeout=30"
+
+    def query(self, sql: str, *params: Any) -> list[Row]:
+        database = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        database.row_factory = sqlite3.Row
+        try:
+            return database.execute(sql, params).fetchall()
+        finally:
+            database.close()
+
+
+class PostgresDatabase:
+    """A database of a throwaway PostgreSQL server (tests/postgres_server.py), read with psycopg2."""
+
+    def __init__(self, server: PostgresServer, name: str) -> None:
+        server.create_database(name)
+        self.dsn = server.url(name)
+        self.url = server.url(name, driver="postgresql+psycopg2")
+
+    def query(self, sql: str, *params: Any) -> list[Row]:
+        import psycopg2
+        import psycopg2.extras
+
+        with psycopg2.connect(self.dsn) as connection:
+            # JSON columns as their text, as SQLite gives them: the tests' json.loads fits both
+            psycopg2.extras.register_default_json(connection, loads=lambda text: text)
+            psycopg2.extras.register_default_jsonb(connection, loads=lambda text: text)
+            with connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
+                cursor.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+                rows: list[Row] = cursor.fetchall()
+        connection.close()
+        return rows
+
+
 class AirflowDeployment:
-    def __init__(self, home: Path, dags: list[Path], connection: str, extra_env: dict[str, str]) -> None:
+    """LocalExecutor on SQLite unless a subclass says otherwise (see ``CeleryDeployment``)."""
+
+    def __init__(
+        self,
+        home: Path,
+        dags: list[Path],
+        connection: str,
+        extra_env: dict[str, str],
+        database: MetadataDatabase | None = None,
+    ) -> None:
         self.home = home
+        self.database = database or SqliteDatabase(home / "airflow.db")
         self.port, worker_log_port, trigger_log_port = free_ports(3)
         self.logs = home / "component-logs"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        # each component: its command line and what its environment adds to the shared one
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {
+            component: (["airflow", component], {}) for component in COMPONENTS
+        }
         airflow_bin = Path(sys.executable).parent
         self.env = {
             **os.environ,
@@ -65,8 +140,7 @@ class AirflowDeployment:
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            # five processes share one SQLite file: wait for its lock (30 s) instead of failing at 5 s
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database.url,
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -110,29 +184,41 @@ class AirflowDeployment:
         raise AssertionError("unreachable")
 
     def start(self, component: str) -> None:
+        command, own_env = self.commands[component]
         log = (self.logs / f"{component}.log").open("ab")
         self.processes[component] = subprocess.Popen(
-            ["airflow", component], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env={**self.env, **own_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def stop(self, component: str, *, kill: bool = False) -> None:
-        """Stop a component and every process it started (its process group), by process id."""
+        """Stop a component and every process it started, by process id: its process group, and
+        with ``kill`` (SIGKILL, as a lost machine) also descendants that made a group of their own
+        (Airflow's supervisor puts each task process in its own group)."""
         process = self.processes.pop(component, None)
         if process is None:
             return
+        descendants = _descendants(process.pid) if kill else []
         try:
             os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            for descendant in descendants:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    descendant.kill()
             process.wait(timeout=30)
+            psutil.wait_procs(descendants, timeout=10)  # gone, not merely signalled
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
         except ProcessLookupError:
             pass
 
-    def start_all(self, components: tuple[str, ...] = COMPONENTS) -> None:
-        """Migrate the database and start ``components`` (all four unless told otherwise)."""
+    def start_all(self, components: tuple[str, ...] | None = None) -> None:
+        """Migrate the database and start ``components`` (all of them unless told otherwise)."""
         self.cli("db", "migrate")
-        for component in components:
+        for component in components or tuple(self.commands):
             self.start(component)
         wait_until(self._api_is_up, timeout=120, what="the api-server to answer")
 
@@ -158,17 +244,12 @@ class AirflowDeployment:
 
     # --- state --------------------------------------------------------------------------------
 
-    def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
-        database = sqlite3.connect(f"file:{self.home / 'airflow.db'}?mode=ro", uri=True, timeout=30)
-        database.row_factory = sqlite3.Row
-        try:
-            return database.execute(sql, params).fetchall()
-        finally:
-            database.close()
+    def query(self, sql: str, *params: Any) -> list[Row]:
+        return self.database.query(sql, *params)
 
     def wait_for_dag(self, dag_id: str) -> None:
         wait_until(
-            lambda: self.query("SELECT 1 FROM dag WHERE dag_id = ? AND is_stale = 0", dag_id),
+            lambda: self.query("SELECT 1 FROM dag WHERE dag_id = ? AND NOT is_stale", dag_id),
             timeout=120,
             what=f"DAG {dag_id} to be parsed",
         )
@@ -205,7 +286,7 @@ class AirflowDeployment:
             what=f"the scheduled runs of {dag_id} to finish",
         )
 
-    def runs(self, dag_id: str) -> list[sqlite3.Row]:
+    def runs(self, dag_id: str) -> list[Row]:
         return self.query(
             "SELECT run_id, run_type, state, logical_date FROM dag_run WHERE dag_id = ?", dag_id
         )
@@ -221,9 +302,9 @@ class AirflowDeployment:
         )
         answer.raise_for_status()
 
-    def task_instances(self, dag_id: str, run_id: str) -> list[sqlite3.Row]:
+    def task_instances(self, dag_id: str, run_id: str) -> list[Row]:
         return self.query(
-            "SELECT id, task_id, map_index, state, try_number FROM task_instance"
+            "SELECT id, task_id, map_index, state, try_number, hostname FROM task_instance"
             " WHERE dag_id = ? AND run_id = ? ORDER BY task_id, map_index",
             dag_id,
             run_id,
@@ -252,6 +333,123 @@ class AirflowDeployment:
             if any(w in part for part in process.info["cmdline"] or () for w in wanted):
                 found.append(process)
         return found
+
+
+class CeleryDeployment(AirflowDeployment):
+    """CeleryExecutor on PostgreSQL with Redis as its broker: two workers, two triggerers.
+
+    The timeouts that decide how fast a lost process is noticed are set low, so the failover tests
+    wait seconds, not the minutes of Airflow's defaults.
+    """
+
+    WORKERS = ("worker-1", "worker-2")
+    TRIGGERERS = ("triggerer-1", "triggerer-2")
+
+    def __init__(
+        self,
+        home: Path,
+        dags: list[Path],
+        connection: str,
+        extra_env: dict[str, str],
+        postgres: PostgresServer,
+        *,
+        worker_concurrency: int = 4,
+    ) -> None:
+        database = PostgresDatabase(postgres, "airflow")
+        redis_port, *log_ports = free_ports(1 + len(self.WORKERS) + len(self.TRIGGERERS))
+        celery_env = {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+            # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3: name the psycopg2 driver
+            "AIRFLOW__CELERY__RESULT_BACKEND": postgres.url("airflow", driver="db+postgresql+psycopg2"),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
+            "AIRFLOW__CORE__PARALLELISM": "32",
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "32",
+            "AIRFLOW__API__WORKERS": "2",
+            # each process names its own host (tests/e2e/hostname.py): workers and triggerers apart
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.e2e.hostname.from_environment",
+            "PYTHONPATH": str(REPO_ROOT),
+            # a lost worker's task is failed, and retried, after 20 s without a heartbeat (not 5 min)
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+            # a triggerer takes at most 2 new triggers per loop (about 1 s): both get a share
+            "AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP": "2",
+        }
+        super().__init__(home, dags, connection, {**celery_env, **extra_env}, database)
+        self.starts: Counter[str] = Counter()
+        redis = ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--dir", str(home)]
+        self.commands = {
+            "redis": ([*redis, "--save", "", "--appendonly", "no"], {}),  # a broker that forgets
+            **{name: self.commands[name] for name in ("scheduler", "dag-processor", "api-server")},
+        }
+        for name, port in zip(self.TRIGGERERS, log_ports, strict=False):
+            own = {"E2E_HOSTNAME": name, "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(port)}
+            self.commands[name] = (["airflow", "triggerer"], own)
+        for name, port in zip(self.WORKERS, log_ports[len(self.TRIGGERERS) :], strict=True):
+            pid_file = str(home / f"{name}.pid")
+            worker = ["airflow", "celery", "worker", "--celery-hostname", name, "--pid", pid_file]
+            own = {"E2E_HOSTNAME": name, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port)}
+            self.commands[name] = (worker, own)
+
+    def start(self, component: str) -> None:
+        super().start(component)
+        self.starts[component] += 1
+
+    def start_all(self, components: tuple[str, ...] | None = None) -> None:
+        super().start_all(components)
+        for worker in self.WORKERS:
+            self._wait_for_worker(worker)
+        wait_until(
+            lambda: {r["hostname"] for r in self.live_triggerers()} >= set(self.TRIGGERERS),
+            timeout=120,
+            what="both triggerers to heartbeat",
+        )
+
+    def restart(self, component: str) -> None:
+        """Start again a worker or triggerer a test killed, and wait until it is up."""
+        if component in self.processes:
+            return
+        newest_job = self.query("SELECT coalesce(max(id), 0) AS id FROM job")[0]["id"]
+        self.start(component)
+        if component in self.WORKERS:
+            self._wait_for_worker(component)
+            return
+        wait_until(
+            lambda: any(r["hostname"] == component and r["id"] > newest_job for r in self.live_triggerers()),
+            timeout=120,
+            what=f"{component} to heartbeat again",
+        )
+
+    def _wait_for_worker(self, worker: str) -> None:
+        """Until Celery says this worker is ready, once per start (its log is appended to)."""
+        log = self.logs / f"{worker}.log"
+        wait_until(
+            lambda: log.read_text(errors="replace").count(f"{worker} ready.") >= self.starts[worker],
+            timeout=120,
+            what=f"Celery {worker} to be ready",
+        )
+
+    def worker_running(self, ti_id: str) -> str | None:
+        """The worker whose processes work on this task instance now, if any."""
+        working = {process.pid for process in self.processes_for(ti_id)}
+        for worker in self.WORKERS:
+            process = self.processes.get(worker)
+            if process is not None and working & {p.pid for p in _descendants(process.pid)}:
+                return worker
+        return None
+
+    def live_triggerers(self) -> list[Row]:
+        return self.query(
+            "SELECT id, hostname FROM job WHERE job_type = 'TriggererJob' AND state = 'running'"
+            " AND end_date IS NULL AND latest_heartbeat > now() - interval '10 seconds'"
+        )
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _processes_of(home: Path) -> list[psutil.Process]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from pathlib import Path
-from typing import Any
 
 from airflow_provider_flexinsights.emulator import (
     AGENT_REPORT,
@@ -17,6 +14,7 @@ from airflow_provider_flexinsights.emulator import (
 )
 
 from tests.e2e.deployment import AirflowDeployment, wait_until
+from tests.e2e.scenarios import asset_pipeline, backfill_seven_days
 
 
 def export_conf(tmp_path: Path, name: str = "export.csv") -> dict[str, str]:
@@ -65,46 +63,7 @@ def test_triggerer_killed_while_polling_resumes_the_same_export(
 def test_backfill_of_seven_days_writes_seven_files_with_their_own_dates(
     deployment: AirflowDeployment, emulator: Emulator
 ) -> None:
-    dag_id = "flex_insights_backfill_export"
-    emulator.config.pending_polls = 0
-    deployment.unpause_and_settle(dag_id)
-    emulator.clear_requests()
-
-    deployment.cli(
-        "backfill",
-        "create",
-        "--dag-id",
-        dag_id,
-        "--from-date",
-        "2024-03-01",
-        "--to-date",
-        "2024-03-07",
-        done_if="AlreadyRunningBackfill",  # a retry after a lock that struck once it was created
-    )
-    backfill_runs = wait_until(
-        lambda: (
-            (runs := [r for r in deployment.runs(dag_id) if r["run_type"] == "backfill"])
-            and len(runs) == 7
-            and runs
-        ),
-        timeout=120,
-        what="the backfill to create 7 runs",
-    )
-    for run in backfill_runs:
-        assert deployment.wait_for_run(dag_id, run["run_id"], timeout=300) == "success"
-
-    days = [dt.date(2024, 3, 1) + dt.timedelta(days=n) for n in range(7)]  # each run: its interval's day
-    received = sorted(
-        (f["constraint"]["from"], f["constraint"]["to"])
-        for r in emulator.requests
-        if r.endpoint == "execute"
-        for f in r.body["report_req"]["context"]["filters"]
-    )
-    assert received == [(d.isoformat(), d.isoformat()) for d in days]
-    exports = deployment.home / "exports" / "backfill" / "queue_report"
-    for day in days:
-        expected = render_report(DEMO_WORKSPACE, QUEUE_REPORT, day.isoformat(), day.isoformat())
-        assert (exports / f"{day.isoformat()}.csv").read_bytes() == expected
+    backfill_seven_days(deployment, emulator)
 
 
 def test_mapped_export_writes_one_file_per_report_with_bounded_logins(
@@ -157,26 +116,4 @@ def test_task_failed_while_deferred_leaves_no_file_and_no_live_session(
 def test_a_fresh_export_schedules_the_asset_consumer_with_the_file_it_wrote(
     deployment: AirflowDeployment, emulator: Emulator
 ) -> None:
-    producer, consumer = "flex_insights_asset_producer", "flex_insights_asset_consumer"
-    emulator.config.pending_polls, emulator.config.pending_seconds = 0, 10  # see the mapped test
-    deployment.wait_for_dag(consumer)
-    deployment.cli("dags", "unpause", consumer)
-
-    deployment.unpause_and_settle(producer, timeout=300)  # runs the latest daily export
-    consumer_runs = wait_until(
-        lambda: (runs := deployment.runs(consumer)) and all(r["state"] == "success" for r in runs) and runs,
-        timeout=180,
-        what="the asset-scheduled consumer to run",
-    )
-
-    exported = [json.loads(row["value"]) for row in xcom_values(deployment, producer)]
-    summarized = [line for row in xcom_values(deployment, consumer) for line in json.loads(row["value"])]
-    assert len(exported) >= 1 and len(consumer_runs) >= 1
-    assert {run_type for run_type in (r["run_type"] for r in consumer_runs)} == {"asset_triggered"}
-    assert sorted((s["date_from"], s["rows"]) for s in summarized) == sorted(
-        (e["date_from"], Path(e["path"]).read_bytes().count(b"\r\n") - 1) for e in exported
-    )
-
-
-def xcom_values(deployment: AirflowDeployment, dag_id: str) -> list[Any]:
-    return deployment.query("SELECT value FROM xcom WHERE dag_id = ? AND key = 'return_value'", dag_id)
+    asset_pipeline(deployment, emulator)

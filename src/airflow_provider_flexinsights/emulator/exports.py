@@ -192,14 +192,19 @@ def _stream_csv(exchange: Exchange, export: ExportJob, report: Report) -> None:
 
 def _send_chunked(exchange: Exchange, blocks: Iterable[bytes], fault: Fault | None) -> None:
     """Frame the body in chunks of the configured size (batched into large writes); a body fault
-    cuts it ``after_bytes`` in, mid-chunk."""
+    cuts it (or stalls it) ``after_bytes`` in, mid-chunk."""
     budget = fault.after_bytes if fault else None
     batch: list[bytes | memoryview] = []
     batched = 0
     for chunk in _recut(blocks, exchange.state.config.chunk_bytes):
-        if budget is not None and len(chunk) >= budget:
+        if fault is not None and budget is not None and len(chunk) >= budget:
             exchange.write(b"".join(batch))
-            _cut(exchange, fault, b"%x\r\n%s" % (len(chunk), chunk[:budget]))
+            head = b"%x\r\n%s" % (len(chunk), chunk[:budget])
+            if fault.kind != "stall":
+                _cut(exchange, fault, head)
+            _stall(exchange, fault, head)
+            batch, batched, budget = [chunk[budget:], b"\r\n"], len(chunk) - budget, None
+            continue
         if budget is not None:
             budget -= len(chunk)
         batch += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
@@ -225,6 +230,13 @@ def _recut(blocks: Iterable[bytes], size: int) -> Iterator[bytes | memoryview]:
         carry = bytes(view[cut:])
     if carry:
         yield carry
+
+
+def _stall(exchange: Exchange, fault: Fault, first_bytes: bytes) -> None:
+    """Send ``first_bytes`` now and nothing more for ``fault.seconds``: the client is mid-download."""
+    exchange.write(first_bytes)
+    exchange.handler.wfile.flush()
+    time.sleep(fault.seconds)
 
 
 def _cut(exchange: Exchange, fault: Fault | None, last_bytes: bytes) -> None:

@@ -88,8 +88,8 @@ class Workspace:
     labels: dict[str, Label] = field(default_factory=default_labels)  # usable when in ``identifiers``
 
 
-FaultKind = Literal["status", "expire_tt", "expire_sst", "delay", "gone", "reset", "truncate"]
-BODY_FAULTS = frozenset({"reset", "truncate"})
+FaultKind = Literal["status", "expire_tt", "expire_sst", "delay", "gone", "reset", "truncate", "stall"]
+BODY_FAULTS = frozenset({"reset", "truncate", "stall"})
 
 
 @dataclass
@@ -107,6 +107,8 @@ class Fault:
     - ``gone``: the export expired: 410 now, 404 from then on (export endpoint).
     - ``reset``: send ``after_bytes`` of a CSV body, then reset the connection (counts downloads only).
     - ``truncate``: send ``after_bytes`` of a CSV body, then close cleanly without the final chunk.
+    - ``stall``: send ``after_bytes`` of a CSV body, hold the rest back for ``seconds``, then send it
+      (a slow download: a client can be caught, or killed, halfway through).
     """
 
     endpoint: str = "*"

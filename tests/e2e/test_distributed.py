@@ -1,0 +1,236 @@
+"""On a distributed Airflow: CeleryExecutor, PostgreSQL, Redis, two workers, two triggerers.
+
+One deployment serves the whole module (starting it costs about a minute). Each test leaves it
+whole: what a test kills is started again when the test ends, pass or fail. Figures each proof
+measured (logins, exports, adoption delay) are printed: ``pytest -rP`` or ``-s`` shows them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_flexinsights.emulator import (
+    DEMO_WORKSPACE,
+    QUEUE_REPORT,
+    Emulator,
+    Fault,
+    airflow_connection,
+    render_report,
+)
+
+from tests.e2e.deployment import DAG_FILES, CeleryDeployment, wait_until
+from tests.e2e.scenarios import asset_pipeline, backfill_seven_days
+from tests.postgres_server import PostgresServer
+
+TWENTY = "e2e_twenty_exports"
+DAYS = [dt.date(2024, 2, 1) + dt.timedelta(days=n) for n in range(20)]  # tests/e2e/dags/e2e_distributed.py
+
+
+@pytest.fixture(scope="module")
+def celery(
+    shared_emulator: Emulator, postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CeleryDeployment]:
+    home = tmp_path_factory.mktemp("airflow-celery")
+    airflow = CeleryDeployment(
+        home,
+        DAG_FILES,
+        airflow_connection(shared_emulator.url),
+        {"AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR": str(home / "exports")},
+        postgres_server,
+    )
+    try:
+        airflow.start_all()
+        yield airflow
+    finally:
+        airflow.stop_all()
+
+
+def exports_started(emulator: Emulator) -> Counter[str]:
+    """How many exports were started for each day (each item of the twenty exports its own day)."""
+    return Counter(
+        f["constraint"]["from"]
+        for r in emulator.requests
+        if r.endpoint == "execute"
+        for f in r.body["report_req"]["context"]["filters"]
+    )
+
+
+def logins_by(emulator: Emulator) -> dict[str, int]:
+    """Logins from workers (requests) and from triggerers (httpx)."""
+    logins = [r for r in emulator.requests if r.endpoint == "login"]
+    assert all(r.status == 200 for r in logins)
+    return {
+        "workers": sum(r.user_agent.endswith("(requests)") for r in logins),
+        "triggerers": sum(r.user_agent.endswith("(httpx)") for r in logins),
+    }
+
+
+def trigger_holders(celery: CeleryDeployment, run_id: str) -> dict[int, str]:
+    """Map index -> host name of the triggerer holding that task's trigger, for the deferred tasks."""
+    rows = celery.query(
+        "SELECT ti.map_index, job.hostname FROM task_instance ti"
+        " JOIN trigger ON trigger.id = ti.trigger_id JOIN job ON job.id = trigger.triggerer_id"
+        " WHERE ti.dag_id = ? AND ti.run_id = ? AND ti.state = 'deferred'",
+        TWENTY,
+        run_id,
+    )
+    return {int(r["map_index"]): str(r["hostname"]) for r in rows}
+
+
+def assert_twenty_files_whole(folder: Path) -> None:
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{day}.csv" for day in DAYS)  # no temporary
+    for day in DAYS:
+        expected = render_report(DEMO_WORKSPACE, QUEUE_REPORT, day.isoformat(), day.isoformat())
+        assert (folder / f"{day}.csv").read_bytes() == expected, day
+
+
+def report(**figures: Any) -> None:
+    print("measured:", ", ".join(f"{name}={value}" for name, value in figures.items()))
+
+
+def test_twenty_mapped_exports_spread_over_both_workers_and_both_triggerers(
+    celery: CeleryDeployment, emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.config.pending_polls, emulator.config.pending_seconds = 0, 15  # every item defers
+    run_id = celery.trigger(TWENTY, "2024-03-01", {"folder": str(tmp_path)})
+
+    holders: dict[int, str] = {}  # sampled while the tasks wait: a trigger lives for about 15 s
+    while celery.run_state(TWENTY, run_id) not in ("success", "failed"):
+        holders.update(trigger_holders(celery, run_id))
+        time.sleep(0.5)
+    tasks = celery.task_instances(TWENTY, run_id)
+    workers = Counter(
+        r["hostname"] for r in celery.query("SELECT hostname FROM task_instance WHERE run_id = ?", run_id)
+    )
+    logins = logins_by(emulator)
+    report(workers=dict(workers), triggerers=dict(Counter(holders.values())), logins=logins)
+
+    assert celery.run_state(TWENTY, run_id) == "success"
+    assert [(t["state"], t["try_number"]) for t in tasks] == [("success", 1)] * 20
+    assert_twenty_files_whole(tmp_path)
+    assert exports_started(emulator) == Counter({day.isoformat(): 1 for day in DAYS})
+    assert set(workers) == set(CeleryDeployment.WORKERS)
+    assert len(holders) == 20 and set(holders.values()) == set(CeleryDeployment.TRIGGERERS)
+    # a worker logs in to start an export and again to download it: two per item...
+    assert logins["workers"] == 2 * 20
+    # ...while each triggerer shares one session among all the triggers it runs
+    assert len(CeleryDeployment.TRIGGERERS) <= logins["triggerers"] <= 2 * len(CeleryDeployment.TRIGGERERS)
+    assert emulator.live_sessions == 0
+
+
+def test_the_busiest_triggerer_killed_its_triggers_are_adopted_and_no_export_starts_twice(
+    celery: CeleryDeployment, emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.config.pending_polls, emulator.config.pending_seconds = 0, 45  # outlasts the adoption
+    run_id = celery.trigger(TWENTY, "2024-03-02", {"folder": str(tmp_path)})
+    holders = wait_until(
+        lambda: (held := trigger_holders(celery, run_id)) and len(held) >= 10 and held,
+        timeout=180,
+        what="half the tasks to be deferred",
+    )
+    busiest, held = Counter(holders.values()).most_common(1)[0]
+    survivor = next(t for t in CeleryDeployment.TRIGGERERS if t != busiest)
+    orphans = {index for index, holder in holders.items() if holder == busiest}
+    try:
+        celery.stop(busiest, kill=True)  # SIGKILL: no cleanup, as in a crash
+        killed_at = time.monotonic()
+
+        def adopted() -> bool:
+            now_held = trigger_holders(celery, run_id)
+            return all(now_held.get(i) == survivor for i in orphans if i in now_held) and bool(
+                orphans & set(now_held)
+            )
+
+        wait_until(adopted, timeout=120, what=f"{survivor} to adopt the triggers of {busiest}", interval=0.2)
+        adoption_delay = time.monotonic() - killed_at
+        state = celery.wait_for_run(TWENTY, run_id, timeout=300)
+        report(killed=busiest, held=held, deferred=len(holders), adoption_s=round(adoption_delay, 1))
+
+        assert state == "success"
+        assert [t["state"] for t in celery.task_instances(TWENTY, run_id)] == ["success"] * 20
+        assert_twenty_files_whole(tmp_path)
+        assert exports_started(emulator) == Counter({day.isoformat(): 1 for day in DAYS})
+        # the killed triggerer could not log out: its one shared session is the one left
+        assert emulator.live_sessions == 1
+    finally:
+        emulator.expire_sessions()
+        celery.restart(busiest)
+
+
+def test_a_worker_killed_mid_download_the_retry_on_the_other_reuses_the_export(
+    celery: CeleryDeployment, emulator: Emulator, tmp_path: Path
+) -> None:
+    dag_id = "e2e_export_retried"
+    emulator.config.pending_polls, emulator.config.pending_seconds = 0, 10
+    # The worker's first download sends 50 kB of the CSV, then nothing for two minutes: a slow
+    # download. (Skipped: the trigger's poll that finds the export ready, answered with the CSV too.)
+    emulator.config.faults.append(Fault("export", "stall", after_bytes=50_000, seconds=120, skip=1))
+    conf = {"date_from": "2024-03-01", "date_to": "2024-03-03", "destination": str(tmp_path / "slow.csv")}
+    run_id = celery.trigger(dag_id, "2024-03-04", conf)
+    wait_until(
+        lambda: any(
+            r.endpoint == "export" and r.status == 200 and r.user_agent.endswith("(requests)")
+            for r in emulator.requests
+        ),
+        timeout=180,
+        what="the worker's download to start",
+    )
+    (task,) = celery.task_instances(dag_id, run_id)
+    downloading_on = wait_until(lambda: celery.worker_running(task["id"]), timeout=10, what="the downloader")
+    other = next(w for w in CeleryDeployment.WORKERS if w != downloading_on)
+    try:
+        celery.stop(downloading_on, kill=True)  # the worker and its task processes: a lost machine
+        assert celery.processes_for(task["id"]) == []
+        killed_at = time.monotonic()
+        state = celery.wait_for_run(dag_id, run_id, timeout=300)
+        retried_after = time.monotonic() - killed_at
+        tries = celery.query(  # each try has its own id: find them by run
+            "SELECT try_number, hostname, state FROM task_instance_history WHERE dag_id = ? AND run_id = ?"
+            " UNION ALL SELECT try_number, hostname, state FROM task_instance WHERE dag_id = ? AND run_id = ?"
+            " ORDER BY try_number",
+            dag_id,
+            run_id,
+            dag_id,
+            run_id,
+        )
+        downloads = [r.user_agent for r in emulator.requests if r.endpoint == "export" and r.status == 200]
+        report(killed=downloading_on, tries=[dict(t) for t in tries], done_after_kill_s=round(retried_after))
+
+        assert state == "success"
+        assert [(t["try_number"], t["hostname"]) for t in tries] == [(1, downloading_on), (2, other)]
+        assert [r.endpoint for r in emulator.requests].count("execute") == 1  # the retry reused it
+        assert len({r.path for r in emulator.requests if r.endpoint == "export"}) == 1
+        # the trigger's poll that found it ready, the download the kill cut off, and the retry's
+        assert [agent.split()[-1] for agent in downloads] == ["(httpx)", "(requests)", "(requests)"]
+        expected = render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-03")
+        assert (tmp_path / "slow.csv").read_bytes() == expected
+        assert [p.name for p in tmp_path.iterdir()] == ["slow.csv"]  # nothing partial left
+    finally:
+        emulator.expire_sessions()  # the killed worker's session could not log out
+        celery.restart(downloading_on)
+
+
+def test_backfill_of_seven_days_with_three_runs_at_most_at_once(
+    celery: CeleryDeployment, emulator: Emulator
+) -> None:
+    peak = backfill_seven_days(celery, emulator, max_active_runs=3)
+    workers = celery.query(
+        "SELECT DISTINCT hostname FROM task_instance WHERE dag_id = ? AND run_id LIKE 'backfill%'",
+        "flex_insights_backfill_export",
+    )
+    report(backfill_peak_runs=peak, workers=sorted(r["hostname"] for r in workers))
+
+    assert peak >= 2  # runs overlapped: the limit was what held them, not the executor
+
+
+def test_the_asset_pipeline_runs_on_the_distributed_deployment(
+    celery: CeleryDeployment, emulator: Emulator
+) -> None:
+    asset_pipeline(celery, emulator)
