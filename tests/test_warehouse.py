@@ -149,8 +149,11 @@ def test_a_seven_day_backfill_run_twice_leaves_seven_days_once(
     ]
 
 
+MID_MONTH = 700_000
+
+
 @pytest.mark.parametrize(
-    "emulator_config", [EmulatorConfig(faults=[Fault("export", "truncate", after_bytes=5000, count=99)])]
+    "emulator_config", [EmulatorConfig(faults=[Fault("export", "truncate", after_bytes=MID_MONTH, count=99)])]
 )
 def test_a_download_broken_mid_load_leaves_the_table_unchanged(
     run_load: Callable[..., DagRunResult], pg_database: PostgresServer, emulator: Emulator
@@ -159,8 +162,8 @@ def test_a_download_broken_mid_load_leaves_the_table_unchanged(
         "CREATE TABLE kept (queue TEXT, date DATE); INSERT INTO kept VALUES ('Sales', '2024-02-01')"
     )
 
-    one_day = {"date_from": "2024-02-01", "date_to": "2024-02-01"}
-    run = run_load(report_id=QUEUE_REPORT, sql_conn_id=PG_CONN, table="kept", download_attempts=2, **one_day)
+    month = {"date_from": "2024-02-01", "date_to": "2024-02-28"}  # ~1.2 MB: COPY is under way at the break
+    run = run_load(report_id=QUEUE_REPORT, sql_conn_id=PG_CONN, table="kept", download_attempts=2, **month)
 
     assert run.task_state == "failed"
     assert [e for e, status in emulator.calls() if e == "export" and status == 200] == ["export"] * 2
