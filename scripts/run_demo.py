@@ -1,4 +1,4 @@
-"""Run the example DAG against the local emulator, in a throwaway Airflow home, and show the CSV.
+"""Run the example DAG against the local emulator, in the demo's own Airflow home, and show the CSV.
 
 Called by scripts/demo.sh once .venv exists. Starts the emulator on a free loopback port, points the
 ``flex_insights_default`` connection at it through ``AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT``, runs
@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from airflow_provider_flexinsights.emulator import Emulator, EmulatorConfig, airflow_connection
 
@@ -25,10 +26,27 @@ DAG_ID = "flex_insights_daily_export"
 LOAD_DAG_ID = "flex_insights_backfill_load"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments fail in one line, before Airflow starts (not argparse's usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"demo: {message} (see ./scripts/demo.sh --help)\n")
+
+
+def run_date(text: str) -> str:
+    """The ``--date`` argument: a real day written YYYY-MM-DD (``airflow dags test`` takes it as is)."""
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a real date written YYYY-MM-DD") from None
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="./scripts/demo.sh", description=__doc__.splitlines()[0])
     today = dt.datetime.now(dt.UTC).date()
-    parser.add_argument("--date", default=today.isoformat(), help="logical date; the day before is exported")
+    parser.add_argument(
+        "--date", type=run_date, default=today.isoformat(), help="logical date; the day before is exported"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "demo-output", help="where the CSV files go")
     args = parser.parse_args()
 
@@ -41,7 +59,11 @@ def main() -> int:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR": str(args.output.resolve()),
     }
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, check=False)
+    if migrate.returncode != 0:
+        print(migrate.stdout[-4000:], migrate.stderr[-4000:], sep="\n", file=sys.stderr)
+        print(f"airflow db migrate failed (exit {migrate.returncode}) in {home}; see above.", file=sys.stderr)
+        return 1
 
     with Emulator(EmulatorConfig(pending_polls=3)) as emulator:
         env["AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT"] = airflow_connection(emulator.url)

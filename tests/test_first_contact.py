@@ -1,0 +1,85 @@
+"""What a new user meets first: the demo's and the emulator's arguments, checked before anything
+starts, each mistake one line on stderr (no traceback, no usage block)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from airflow_provider_flexinsights.emulator import Emulator
+
+from tests.conftest import REPO_ROOT
+
+EMULATOR = [sys.executable, "-m", "airflow_provider_flexinsights.emulator"]
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=60, check=False, env=os.environ.copy()
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("date", ["2024-13-45", "2024-02-30", "yesterday"])
+def test_the_demo_refuses_an_impossible_date_in_one_line_before_airflow_starts(date: str) -> None:
+    result = run([sys.executable, str(REPO_ROOT / "scripts" / "run_demo.py"), "--date", date])
+
+    assert result.returncode == 2
+    assert one_line(result) == (
+        f"demo: argument --date: '{date}' is not a real date written YYYY-MM-DD"
+        " (see ./scripts/demo.sh --help)"
+    )
+    assert result.stdout == ""  # nothing ran: no "Emulator on ..." line
+
+
+def test_the_emulator_on_a_port_in_use_says_so_in_one_line() -> None:
+    with Emulator() as taken:
+        port = taken.url.rsplit(":", 1)[1]
+        result = run([*EMULATOR, "--port", port])
+
+    assert result.returncode == 1
+    assert one_line(result) == (
+        f"The emulator cannot listen on 127.0.0.1:{port}: Address already in use; "
+        "pick another --port (0 picks a free one) or --host."
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--port", "70000"], "argument --port: must be from 0 to 65535, not 70000"),
+        (["--port", "http"], "argument --port: 'http' is not a whole number"),
+        (["--pending-polls", "-1"], "argument --pending-polls: must be 0 or more, not -1"),
+        (["--tt-ttl", "0"], "argument --tt-ttl: must be 1 or more, not 0"),
+        (["--pending-range", "5", "1"], "--pending-range MIN (5) is above MAX (1)"),
+        (["--today", "2024-13-45"], "argument --today: invalid fromisoformat value: '2024-13-45'"),
+    ],
+)
+def test_the_emulator_refuses_bad_arguments_in_one_line(arguments: list[str], message: str) -> None:
+    result = run([*EMULATOR, *arguments])
+
+    assert result.returncode == 2
+    assert one_line(result) == f"python -m airflow_provider_flexinsights.emulator: {message} (see --help)"
+
+
+def test_the_emulator_with_good_arguments_still_prints_its_json_line() -> None:
+    process = subprocess.Popen(
+        [*EMULATOR, "--port", "0", "--pending-range", "0", "1"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert ready["url"].startswith("http://127.0.0.1:")
