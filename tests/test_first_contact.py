@@ -1,5 +1,5 @@
 """What a new user meets first: the demo's and the emulator's arguments, checked before anything
-starts, each mistake one line on stderr (no traceback, no usage block)."""
+starts, each mistake one line on stderr (no traceback, no usage block); messages that read right."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import sys
 import pytest
 
 from airflow_provider_flexinsights.emulator import Emulator
+from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
+from airflow_provider_flexinsights.filters import parse_filters
+from airflow_provider_flexinsights.validation import connection_settings
 
 from tests.conftest import REPO_ROOT
 
@@ -83,3 +86,47 @@ def test_the_emulator_with_good_arguments_still_prints_its_json_line() -> None:
         process.terminate()
         process.wait(timeout=10)
     assert ready["url"].startswith("http://127.0.0.1:")
+
+
+def test_a_misspelt_filter_key_is_one_sentence() -> None:
+    with pytest.raises(FlexInsightsInputError) as raised:
+        parse_filters([{"identifier": "label.conversations.queue", "inn": ["Sales"]}])
+
+    assert str(raised.value) == (
+        "filters[0] has unknown key 'inn' (did you mean 'in'?); "
+        "an attribute filter takes identifier, in, not_in."
+    )
+
+
+def test_a_bad_workspace_in_the_connection_extra_reads_as_a_sentence() -> None:
+    with pytest.raises(FlexInsightsInputError) as raised:
+        connection_settings(
+            "flex_badws", host=None, port=None, login="a@b.c", password="pw", extra={"workspace_id": "nope"}
+        )
+
+    assert str(raised.value).startswith(
+        "The extra workspace_id of the Flex Insights connection 'flex_badws' must be the 32 lowercase"
+    )
+
+
+def test_the_cli_calls_its_url_variable_a_variable_not_a_connection() -> None:
+    environment = {
+        **os.environ,
+        "FLEX_INSIGHTS_URL": "ftp://example.com",
+        "FLEX_INSIGHTS_EMAIL": "a@b.c",
+        "FLEX_INSIGHTS_PASSWORD": "pw",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_flexinsights", "reports", "--workspace", "a" * 32],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=environment,
+    )
+
+    assert result.returncode == 2
+    assert one_line(result) == (
+        "flex-insights: error: FLEX_INSIGHTS_URL has host 'ftp://example.com': "
+        "use a URL like https://analytics.ytica.com."
+    )

@@ -234,7 +234,7 @@ def test_test_connection_does_not_name_the_throwaway_id_the_ui_tests_under(
     ok, message = FlexInsightsHook(throwaway).test_connection()
 
     assert not ok
-    assert message.startswith("This Flex Insights connection's extra workspace_id must be")
+    assert message.startswith("The extra workspace_id of this Flex Insights connection must be")
     assert throwaway not in message
     assert emulator.requests == []
 

@@ -329,6 +329,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> ConnectionSettings:
         login=environ[ENV_EMAIL],
         password=environ[ENV_PASSWORD],
         extra={},
+        where=ENV_URL,  # a variable, not a connection
     )
 
 

@@ -167,7 +167,8 @@ def _parse_item(where: str, item: Any, mistakes: list[str]) -> ExportFilter | No
 
 
 def _parse_date(where: str, item: dict[Any, Any], mistakes: list[str]) -> DateFilter | None:
-    _check_keys(where, item, _DATE_KEYS, "a date filter", mistakes)
+    if not _known_keys(where, item, _DATE_KEYS, "a date filter", mistakes):
+        return None  # a misspelt key explains what then looks missing: one sentence, not two
     kind = item.get("type")
     if kind not in _DATE_TYPES:
         mistakes.append(f"{where} has type {kind!r}; a date filter's type is 'interval' or 'floating'.")
@@ -220,7 +221,8 @@ def _day_offset(where: str, key: str, value: Any, mistakes: list[str]) -> int | 
 
 
 def _parse_attribute(where: str, item: dict[Any, Any], mistakes: list[str]) -> AttributeFilter | None:
-    _check_keys(where, item, _ATTRIBUTE_KEYS, "an attribute filter", mistakes)
+    if not _known_keys(where, item, _ATTRIBUTE_KEYS, "an attribute filter", mistakes):
+        return None  # a misspelt key explains what then looks missing: one sentence, not two
     identifier = item.get("identifier")
     if not isinstance(identifier, str) or not IDENTIFIER_PATTERN.fullmatch(identifier):
         mistakes.append(
@@ -255,15 +257,16 @@ def _values(where: str, key: str, value: Any, mistakes: list[str]) -> tuple[str,
     return tuple(dict.fromkeys(value))  # duplicates dropped, order kept
 
 
-def _check_keys(
+def _known_keys(
     where: str, item: dict[Any, Any], allowed: tuple[str, ...], kind: str, mistakes: list[str]
-) -> None:
-    for key in item:
-        if key in allowed:
-            continue
+) -> bool:
+    """True when every key of ``item`` is one ``kind`` takes; else one mistake per unknown key."""
+    unknown = [key for key in item if key not in allowed]
+    for key in unknown:
         close = difflib.get_close_matches(str(key), allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         mistakes.append(f"{where} has unknown key {key!r}{hint}; {kind} takes {', '.join(allowed)}.")
+    return not unknown
 
 
 def _conflicts(parsed: list[ExportFilter]) -> list[str]:

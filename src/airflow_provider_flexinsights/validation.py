@@ -149,7 +149,7 @@ def connection_settings(
         raise FlexInsightsInputError(f"{where} has no password: set the Analytics Portal user's password.")
     default_workspace = extra.get("workspace_id") or None
     if default_workspace is not None:
-        workspace_id(default_workspace, source=f"{where}'s extra workspace_id")
+        workspace_id(default_workspace, source=f"The extra workspace_id of {where[0].lower()}{where[1:]}")
     base_url = _base_url(where, host, port, allow_http=_truthy(extra.get("allow_insecure_http")))
     return ConnectionSettings(conn_id, base_url, Credentials(login, password), default_workspace)
 
