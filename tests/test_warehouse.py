@@ -132,6 +132,7 @@ def test_a_day_loaded_twice_leaves_one_copy_with_the_csvs_row_count(
     assert query(PG_CONN, "SELECT DISTINCT date::text FROM queue_stats") == [("2024-02-01",)]
     assert second.result["export_uri"].startswith(f"/gdc/projects/{DEMO_WORKSPACE}/execute/raw/")
     assert emulator.live_sessions == 0
+    assert [endpoint for endpoint, _ in emulator.calls()].count("login") == 2  # one session per run
 
 
 def test_a_seven_day_backfill_run_twice_leaves_seven_days_once(

@@ -37,6 +37,7 @@ from airflow_provider_flexinsights.links.flex_insights import FlexInsightsReport
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_flexinsights.client import FlexInsightsClient
     from airflow_provider_flexinsights.protocol import GridItem
     from airflow_provider_flexinsights.transfers.columns import Column
 
@@ -65,6 +66,7 @@ class BaseFlexInsightsExportOperator(BaseOperator):
     operator_extra_links = (FlexInsightsReportLink(),)
     _export_result: dict[str, Any] | None = None  # what this run wrote, for lineage
     _report_grid: tuple[GridItem, ...] | None = None  # the report's definition, once read
+    _client: FlexInsightsClient | None = None  # the export's session, while it runs
 
     def __init__(
         self,
@@ -122,10 +124,11 @@ class BaseFlexInsightsExportOperator(BaseOperator):
         from airflow_provider_flexinsights.transfers.columns import plan_columns
 
         def plan(header: list[str]) -> list[Column]:
-            with self.hook.session() as client:
-                if self._report_grid is None:
-                    self._report_grid = client.report_layout(spec.workspace_id, spec.report_id)
-                date_uri = client.resolve_identifier(spec.workspace_id, DATE_IDENTIFIER)
+            client = self._client
+            assert client is not None, "column_plan runs inside the export's session"
+            if self._report_grid is None:
+                self._report_grid = client.report_layout(spec.workspace_id, spec.report_id)
+            date_uri = client.resolve_identifier(spec.workspace_id, DATE_IDENTIFIER)
             return plan_columns(header, self._report_grid, date_uri)
 
         return plan
@@ -194,6 +197,7 @@ class BaseFlexInsightsExportOperator(BaseOperator):
         self, spec: ExportSpec, context: Context, first_state: Callable[[ExportJob], JobState]
     ) -> dict[str, Any]:
         with self.hook.session() as client:
+            self._client = client  # a typed writer reads the report's definition in the same session
             memory = context.get("task_state_store")  # Airflow 3.3+: lets a retry reuse the export
             job = ExportJob(client, spec, self.export_policy, log=self.log, memory=memory)
             outcome = job.run(
