@@ -298,7 +298,7 @@ def test_a_bad_password_exits_1_with_the_clear_message_and_never_the_password(
     assert done.returncode == 1 and done.stdout == ""
     assert re.fullmatch(
         r"flex-insights: error: Flex Insights could not log in \(HTTP 401: Bad Login or Password!\) "
-        r"\[request id emu-\S+\]\. Check the email \(login\) and password of the Flex Insights "
+        r"\(request id emu-\S+\)\. Check the email \(login\) and password of the Flex Insights "
         r"connection; the login is not retried so the account does not get locked\.\n",
         done.stderr,
     )

@@ -176,7 +176,7 @@ def test_an_expired_sst_gets_the_sst_challenge_with_no_body_and_no_content_type(
     answer = recorded(401, WWW_Authenticate=SST_CHALLENGE, X_Gdc_Request="a7eP:BMRO:3IRb")
     mint = protocol.mint_temporary_token()
     assert protocol.judge(mint, answer) is Verdict.SST_EXPIRED
-    assert "[request id a7eP:BMRO:3IRb]" in str(protocol.error_for(mint, answer))  # no body to read
+    assert "(request id a7eP:BMRO:3IRb)" in str(protocol.error_for(mint, answer))  # no body to read
 
     wire.emulator.expire_sessions()
     token = wire.send("GET", "/gdc/account/token")
@@ -447,7 +447,7 @@ def test_every_answer_carries_a_request_id(wire: Wire) -> None:
     #   "X-Gdc-Request: :Yc2vCCB6JcBZRJJF5jrRkA:aHYtjrAZuYwSIKuFMNR7zQ:Zv3Lfs2dqM2oTTwX", spelled so)
     answer = recorded(404, {"error": {"message": "Not found"}}, X_Gdc_Request=":Yc2v:aHYt:Zv3L")
     assert answer.request_id == ":Yc2v:aHYt:Zv3L"
-    assert "[request id :Yc2v:aHYt:Zv3L]" in str(protocol.error_for(protocol.list_reports("ws"), answer))
+    assert "(request id :Yc2v:aHYt:Zv3L)" in str(protocol.error_for(protocol.list_reports("ws"), answer))
 
     answers = [
         wire.send("GET", "/gdc/account/profile/current"),

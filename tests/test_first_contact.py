@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +17,7 @@ from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
 from airflow_provider_flexinsights.filters import parse_filters
 from airflow_provider_flexinsights.validation import connection_settings
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, connection_json
 
 EMULATOR = [sys.executable, "-m", "airflow_provider_flexinsights.emulator"]
 
@@ -130,3 +132,28 @@ def test_the_cli_calls_its_url_variable_a_variable_not_a_connection() -> None:
         "flex-insights: error: FLEX_INSIGHTS_URL has host 'ftp://example.com': "
         "use a URL like https://analytics.ytica.com."
     )
+
+
+def test_airflow_connections_test_with_a_bad_password_shows_the_request_id(
+    airflow_db: Path, emulator: Emulator
+) -> None:
+    """Airflow's CLI prints through rich, which took a ``[request id ...]`` for markup and left " ."."""
+    environment = {
+        **os.environ,
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        "AIRFLOW_CONN_FLEX_BAD": connection_json(emulator.url, password="wrong"),
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "connections", "test", "flex_bad"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=environment,
+    )
+
+    assert re.search(
+        r"Flex Insights could not log in \(HTTP 401: Bad Login or Password!\) \(request id emu-\S+\)\. "
+        r"Check the email \(login\) and password of the Flex Insights connection;",
+        result.stdout,
+    ), result.stdout + result.stderr

@@ -483,7 +483,7 @@ def test_describe_an_unknown_object_says_which_and_what_to_check(
 
     assert str(caught.value).startswith(
         f"Flex Insights could not read object 999999 in workspace {DEMO_WORKSPACE} (HTTP 404: "
-        f"Object /gdc/md/{DEMO_WORKSPACE}/obj/999999 not found) [request id emu-"
+        f"Object /gdc/md/{DEMO_WORKSPACE}/obj/999999 not found) (request id emu-"
     )
     assert str(caught.value).endswith(
         "Check the object id (the number after /obj/ in its URI) and the workspace id."

@@ -79,7 +79,7 @@ def test_error_types_and_sentences() -> None:
     assert isinstance(not_found, FlexInsightsNotFoundError) and not not_found.retryable
     assert str(not_found) == (
         "Flex Insights could not start the export of report 42 in workspace ws (HTTP 404: gone) "
-        "[request id req-1]. Check the workspace and report ids "
+        "(request id req-1). Check the workspace and report ids "
         "(they are in the report's Analytics Portal URL)."
     )
     assert isinstance(busy, FlexInsightsTransientError) and busy.retryable
@@ -199,7 +199,7 @@ def test_metadata_object_is_read_from_meta_whatever_its_category() -> None:
     ids=["no-query", "entry-without-link", "no-meta", "two-objects"],
 )
 def test_unexpected_answer_shapes_are_one_sentence_with_the_request_id(read: object, body: object) -> None:
-    with pytest.raises(protocol.FlexInsightsApiError, match=r"shape .* \[request id req-9\]; please report"):
+    with pytest.raises(protocol.FlexInsightsApiError, match=r"shape .* \(request id req-9\); please report"):
         read(reply(200, body, X_GDC_Request="req-9"))  # type: ignore[operator]
 
 

@@ -45,7 +45,7 @@ class FlexInsightsApiError(FlexInsightsError):
     def from_reply(cls, message: str, reply: _Answer, *, then: str = ".") -> Self:
         """The error for ``reply``: ``message``, the server's request id, ``then`` (the rest of the
         sentence). The one place a request id is written into a message."""
-        request_id = f" [request id {reply.request_id}]" if reply.request_id else ""
+        request_id = f" (request id {reply.request_id})" if reply.request_id else ""
         return cls(f"{message}{request_id}{then}", status=reply.status, request_id=reply.request_id)
 
 
