@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,24 @@ def test_airflow_connections_test_with_a_bad_password_shows_the_request_id(
         r"Check the email \(login\) and password of the Flex Insights connection;",
         result.stdout,
     ), result.stdout + result.stderr
+
+
+def quick_start() -> str:
+    readme = (REPO_ROOT / "README.md").read_text()
+    return readme[readme.index("## Quick start") : readme.index("## Compatibility")]
+
+
+def test_the_quick_start_dag_is_the_example_file_it_names() -> None:
+    step = quick_start().split("3. Write a DAG", 1)[1]
+    block = textwrap.dedent(step.split("```python\n", 1)[1].split("```", 1)[0])
+
+    assert "example_dags/flex_insights_daily_export.py" in step.splitlines()[0]
+    assert (REPO_ROOT / "example_dags" / "flex_insights_daily_export.py").read_text().endswith(block)
+
+
+def test_the_quick_start_connection_has_a_host_and_the_database_is_migrated_first() -> None:
+    text = quick_start()
+    exported = text.split("AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT='", 1)[1].split("'", 1)[0]
+
+    assert json.loads(exported)["host"] == "https://analytics.ytica.com"
+    assert text.index("airflow db migrate") < text.index("airflow dags test flex_insights_daily_export")
