@@ -199,6 +199,7 @@ def test_export_gives_up_at_the_timeout_and_writes_nothing(emulator: Emulator, t
 
     assert done.returncode == 1 and not target.exists() and list(tmp_path.iterdir()) == []
     assert "was still computing after" in done.stderr and "when the timeout ran out" in done.stderr
+    assert "flex-insights --timeout" in done.stderr  # the CLI's own flag, not only the operator's
 
 
 # --- bad input: exit 2 before any request ----------------------------------------------------------

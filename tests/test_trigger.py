@@ -144,7 +144,7 @@ def test_timeout_yields_an_error_event(flex_connection: str, emulator: Emulator)
 
     assert events[0]["status"] == "error"
     assert (
-        "still computing" in events[0]["message"] and "Raise the operator's timeout" in events[0]["message"]
+        "still computing" in events[0]["message"] and "the operator's timeout" in events[0]["message"]
     )
     assert events[0]["retryable"] is True
     assert emulator.live_sessions == 0

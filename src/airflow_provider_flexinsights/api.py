@@ -127,7 +127,8 @@ class FlexInsightsApi:
             if remaining <= 0:
                 raise FlexInsightsExportTimeoutError(
                     f"Flex Insights export {export_uri} was still computing after {polls} polls when the "
-                    "timeout ran out. Raise the operator's timeout, or narrow the date range."
+                    "timeout ran out; allow more time (the operator's timeout, flex-insights --timeout) or "
+                    "narrow the date range."
                 )
             yield Sleep(min(delay, remaining))
             status = yield from self.check_export(export_uri, success_body, polls)
