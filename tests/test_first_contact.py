@@ -220,3 +220,23 @@ def test_the_wrong_workspace_row_quotes_what_the_user_gets(emulator: Emulator) -
 
     assert result.returncode == 1
     assert one_line(result).removeprefix("flex-insights: error: ").startswith(quoted)
+
+
+@pytest.mark.parametrize(
+    "arguments", [["--conn-id", "flex_mine", "reports"], ["reports", "--conn-id", "flex_mine"]]
+)
+def test_the_cli_takes_its_global_options_before_or_after_the_command(
+    airflow_db: Path, emulator: Emulator, arguments: list[str]
+) -> None:
+    environment = {**os.environ, "AIRFLOW_CONN_FLEX_MINE": connection_json(emulator.url)}
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_flexinsights", *arguments, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=environment,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "3035643" in {str(report["id"]) for report in json.loads(result.stdout)}

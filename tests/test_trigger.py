@@ -143,9 +143,7 @@ def test_timeout_yields_an_error_event(flex_connection: str, emulator: Emulator)
     events = run_as_triggerer(make_trigger(start_export(), end_time=time.time() + 0.3))
 
     assert events[0]["status"] == "error"
-    assert (
-        "still computing" in events[0]["message"] and "the operator's timeout" in events[0]["message"]
-    )
+    assert "still computing" in events[0]["message"] and "the operator's timeout" in events[0]["message"]
     assert events[0]["retryable"] is True
     assert emulator.live_sessions == 0
 

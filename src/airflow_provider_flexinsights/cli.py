@@ -88,6 +88,20 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"Unexpected {type(err).__name__}: {err}", EXIT_FAILED)
 
 
+def _add_global_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """--conn-id, --workspace and --json: accepted before the command and after it."""
+    parser.add_argument(
+        "--conn-id", default=default, help=f"Airflow connection to use (default: {DEFAULT_CONN_ID})"
+    )
+    parser.add_argument("--workspace", default=default, help="workspace id (32 lowercase letters and digits)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=False if default is None else default,
+        help="machine-readable output on stdout",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -96,10 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_global_options(parser, default=None)
+    # The same options after the command too; SUPPRESS keeps one given before it from being reset.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--conn-id", help=f"Airflow connection to use (default: {DEFAULT_CONN_ID})")
-    common.add_argument("--workspace", help="workspace id (32 lowercase letters and digits)")
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    _add_global_options(common, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, run: Callable[..., int]) -> argparse.ArgumentParser:
