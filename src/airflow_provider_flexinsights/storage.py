@@ -106,7 +106,19 @@ def _write_then_rename(target: ObjectStoragePath, chunks: Iterable[bytes]) -> _D
         with suppress(Exception):
             temporary.unlink(missing_ok=True)
         raise
+    _remove_leftover_temporaries(target)
     return digest
+
+
+def _remove_leftover_temporaries(target: ObjectStoragePath) -> None:
+    """Delete temporaries of ``target`` that a killed try (a lost worker: no cleanup ran) left behind,
+    once the whole file is in place: a partial file never outlives the try that succeeds."""
+    prefix = f".{target.name}."
+    for sibling in target.parent.iterdir():
+        leftover = sibling.name.removeprefix(prefix).removesuffix(".part")
+        if sibling.name.startswith(prefix) and sibling.name.endswith(".part") and len(leftover) == 32:
+            with suppress(FileNotFoundError):
+                sibling.unlink()
 
 
 def _upload_then_commit(target: ObjectStoragePath, chunks: Iterable[bytes]) -> _Digest:
