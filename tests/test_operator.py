@@ -341,7 +341,11 @@ def test_an_export_pending_for_40_seconds_is_waited_out_by_the_trigger_in_few_po
         ("host", "http://flex.example.com", "uses plain http:// to flex.example.com"),
         ("password", "", "has no password"),
         ("login", "", "has no login"),
-        ("extra", {"workspace_id": "too-short"}, "extra workspace_id must be the 32 lowercase letters"),
+        (
+            "extra",
+            {"workspace_id": "too-short"},
+            "The extra workspace_id of the Flex Insights connection 'flex_insights_default' must be the 32",
+        ),
     ],
     ids=["http-to-remote-host", "no-password", "no-login", "bad-default-workspace"],
 )
