@@ -370,3 +370,18 @@ def test_bad_connection_fails_the_task_before_any_request(
     assert run.task_state == "failed"
     assert message in capfd.readouterr().out
     assert emulator.requests == []
+
+
+def test_an_undefined_connection_fails_the_task_once_in_one_sentence(
+    run_export: Run, emulator: Emulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = run_export(
+        **VALID, destination=str(tmp_path / "out.csv"), flex_insights_conn_id="flex_nowhere", retries=3
+    )
+
+    assert run.task_state == "failed"  # not up_for_retry: a retry cannot define the connection
+    assert (
+        "The Flex Insights connection 'flex_nowhere' is not defined: add it in Admin > Connections "
+        "or set AIRFLOW_CONN_FLEX_NOWHERE." in capfd.readouterr().out
+    )
+    assert emulator.requests == []

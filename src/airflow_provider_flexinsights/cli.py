@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from airflow_provider_flexinsights import __version__, validation
 from airflow_provider_flexinsights.exceptions import (
+    FlexInsightsConnectionNotFoundError,
     FlexInsightsError,
     FlexInsightsInputError,
     FlexInsightsNotFoundError,
@@ -355,24 +356,14 @@ def settings_from_airflow(conn_id: str) -> ConnectionSettings:
     with _airflow_logs_muted():
         from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 
-        not_defined = _connection_not_found_error()
     try:
         with _airflow_logs_muted():
             return FlexInsightsHook(conn_id).settings
-    except not_defined:
+    except FlexInsightsConnectionNotFoundError:
         raise FlexInsightsInputError(
             f"The Airflow connection {conn_id!r} is not defined: create it, set "
             f"AIRFLOW_CONN_{conn_id.upper()}, or set {ENV_EMAIL} and {ENV_PASSWORD}."
         ) from None
-
-
-def _connection_not_found_error() -> type[Exception]:
-    """What Airflow raises for an undefined connection: the Task SDK's own class since 3.2."""
-    try:
-        from airflow.sdk.exceptions import AirflowNotFoundException
-    except ImportError:  # Airflow 3.1
-        from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined]
-    return AirflowNotFoundException
 
 
 @contextmanager

@@ -33,6 +33,10 @@ class FlexInsightsInputError(FlexInsightsError, ValueError):
     """An operator argument or connection field is invalid; raised before any request is sent."""
 
 
+class FlexInsightsConnectionNotFoundError(FlexInsightsInputError):
+    """The Airflow connection is not defined: no retry can define it (Airflow's own error is retried)."""
+
+
 class FlexInsightsApiError(FlexInsightsError):
     """The API answered with an error; carries the HTTP status and GoodData's request id."""
 

@@ -18,10 +18,24 @@ from airflow.sdk import BaseHook
 from airflow_provider_flexinsights import validation
 from airflow_provider_flexinsights.backoff import RetryPolicy
 from airflow_provider_flexinsights.client import AsyncFlexInsightsClient, FlexInsightsClient, SharedSessions
-from airflow_provider_flexinsights.exceptions import FlexInsightsError
+from airflow_provider_flexinsights.exceptions import FlexInsightsConnectionNotFoundError, FlexInsightsError
 from airflow_provider_flexinsights.validation import ConnectionSettings
 
 __all__ = ["AsyncFlexInsightsClient", "FlexInsightsAsyncHook", "FlexInsightsClient", "FlexInsightsHook"]
+
+
+@contextmanager
+def _defined(conn_id: str) -> Iterator[None]:
+    """Airflow's "connection not found" as our one sentence, marked as not worth a retry."""
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException
+
+    try:
+        yield
+    except AirflowNotFoundException:
+        raise FlexInsightsConnectionNotFoundError(
+            f"The Flex Insights connection {conn_id!r} is not defined: add it in Admin > Connections "
+            f"or set AIRFLOW_CONN_{conn_id.upper()}."
+        ) from None
 
 
 def _mask_secret(secret: str) -> None:
@@ -87,7 +101,8 @@ class FlexInsightsHook(BaseHook):
 
     def _read_settings(self, where: str | None = None) -> ConnectionSettings:
         """Read and validate the connection; ``where`` names it in errors (default: by its id)."""
-        conn = self.get_connection(self.flex_insights_conn_id)
+        with _defined(self.flex_insights_conn_id):
+            conn = self.get_connection(self.flex_insights_conn_id)
         return _settings(self.flex_insights_conn_id, conn, conn.extra_dejson, where)
 
     @contextmanager
@@ -170,7 +185,8 @@ class FlexInsightsAsyncHook(BaseHook):
     async def get_settings(self) -> ConnectionSettings:
         from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
-        conn = await get_async_connection(self.flex_insights_conn_id, hook=self)
+        with _defined(self.flex_insights_conn_id):
+            conn = await get_async_connection(self.flex_insights_conn_id, hook=self)
         return _settings(self.flex_insights_conn_id, conn, await get_async_extra_dejson(conn))
 
     @asynccontextmanager
