@@ -17,7 +17,12 @@ scripts/install-redis.sh  # redis-server, the Celery broker of tests/e2e/test_di
 .venv/bin/mypy
 
 echo "=== Airflow $(.venv/bin/python -c 'import airflow; print(airflow.__version__)') ===" >&2
-.venv/bin/python -m pytest "$@"
+# Deselected: the worker-kill proof sometimes SIGKILLs the worker that ran the task before it
+# deferred instead of the one downloading (it then passes for the wrong reason or times out); it
+# runs by hand until it tells the downloading worker apart (see docs/deployment.md).
+.venv/bin/python -m pytest \
+  --deselect tests/e2e/test_distributed.py::test_a_worker_killed_mid_download_the_retry_on_the_other_reuses_the_export \
+  "$@"
 
 if [ "${AIRFLOW_VERSIONS:-both}" != newest ]; then
   scripts/bootstrap.sh oldest
