@@ -8,10 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-scripts/install-browser.sh  # Chromium for tests/e2e/test_connection_form.py
-scripts/install-postgres.sh  # PostgreSQL server programs for tests/postgres_server.py
-scripts/install-curl.sh  # the reference client of benchmarks/download_throughput.py
-scripts/install-redis.sh  # redis-server, the Celery broker of tests/e2e/test_distributed.py
+scripts/install-system-packages.sh  # chromium, postgresql, redis-server, curl: what the tests run for real
 .venv/bin/ruff check src tests example_dags scripts benchmarks
 .venv/bin/ruff format --check src tests example_dags scripts benchmarks
 .venv/bin/mypy

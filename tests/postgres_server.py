@@ -3,7 +3,7 @@
 Each server is a cluster of its own on a free loopback port with trust authentication, no fsync
 and its socket inside its data folder, so nothing of the machine's own PostgreSQL is touched.
 PostgreSQL refuses to run as root: run as root (as CI does), the cluster belongs to the OS user
-``postgres`` that Debian's ``postgresql`` package creates (``scripts/install-postgres.sh``).
+``postgres`` that Debian's ``postgresql`` package creates (``scripts/install-system-packages.sh``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def postgres_bin_dir() -> Path:
     installed = Path("/usr/lib/postgresql").glob("*/bin/initdb")
     versions = sorted(installed, key=lambda p: int(p.parent.parent.name))
     if not versions:
-        raise RuntimeError("PostgreSQL is not installed (no initdb): run scripts/install-postgres.sh.")
+        raise RuntimeError("PostgreSQL is not installed (no initdb): run scripts/install-system-packages.sh.")
     return versions[-1].parent
 
 

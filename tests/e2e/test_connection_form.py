@@ -11,7 +11,7 @@ Airflow 3.3.1 and 3.3.2 refuse the Test button of any saved connection without a
 port 0, apache/airflow#73298); where the installed Airflow has that bug the test shows it, then
 stores port 0 through the REST API, as a user of those releases has to.
 
-The browser is Debian's ``/usr/bin/chromium`` (``scripts/install-browser.sh`` installs it; Playwright
+The browser is Debian's ``/usr/bin/chromium`` (``scripts/install-system-packages.sh`` installs it; Playwright
 never downloads one). Without it this test FAILS, so CI cannot pass by silently skipping it. Set
 ``FLEX_INSIGHTS_SKIP_BROWSER=1`` to skip it explicitly on a machine without Chromium.
 
@@ -72,7 +72,7 @@ def chromium() -> Path:
     if os.environ.get("FLEX_INSIGHTS_SKIP_BROWSER") == "1":
         pytest.skip(f"{CHROMIUM} is missing and FLEX_INSIGHTS_SKIP_BROWSER=1")
     pytest.fail(
-        f"{CHROMIUM} is missing: run scripts/install-browser.sh (apt-get install chromium), "
+        f"{CHROMIUM} is missing: run scripts/install-system-packages.sh (apt-get install chromium), "
         "or set FLEX_INSIGHTS_SKIP_BROWSER=1 to skip the browser tests explicitly."
     )
 
