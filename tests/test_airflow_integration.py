@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,40 @@ def test_the_link_is_there_even_when_the_export_fails(
 
     assert run.task_state == "failed"
     assert xcom(run.dag_id, "_link_FlexInsightsReportLink").endswith("/obj/999999")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "task_state", "has_button"),
+    [({"date_to": "03/01/2024"}, "failed", False), ({"deferrable": True}, "success", True)],
+    ids=["stopped-by-bad-input", "deferred-then-resumed"],
+)
+def test_the_link_answers_from_the_try_with_no_second_error(
+    run_export: Callable[..., DagRunResult],
+    flex_connection: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    overrides: dict[str, Any],
+    task_state: str,
+    has_button: bool,
+) -> None:
+    """Airflow asks the link for its URL when each try ends (after a resume, too): bad input means
+    no button, not a second error ("XCom not found") under the one sentence."""
+    run = run_export(
+        **{"report_id": QUEUE_REPORT, "date_from": "2024-03-01", "date_to": "2024-03-01", **overrides},
+        destination=str(tmp_path / "x.csv"),
+        poll_interval=0.05,
+    )
+
+    output = capfd.readouterr().out
+    assert run.task_state == task_state
+    assert "XCom not found" not in output
+    if has_button:
+        assert ("export", 202) in emulator.calls()  # it deferred, and resumed in a new operator
+        assert xcom(run.dag_id, "_link_FlexInsightsReportLink") == f"{emulator.url}/{REPORT_PAGE}"
+    else:
+        assert "date_to must be a real date written YYYY-MM-DD, got '03/01/2024'." in output
+        assert xcom(run.dag_id, "_link_FlexInsightsReportLink") == ""
 
 
 def test_each_outlet_asset_event_says_which_file_and_days_are_fresh(

@@ -16,8 +16,12 @@ if TYPE_CHECKING:
 class FlexInsightsReportLink(BaseOperatorLink):
     """Link to the report in the Analytics Portal, for the workspace and report the task exported.
 
-    The operator stores the URL in XCom as soon as its inputs are validated, before the export
-    starts: the link is there while the task waits in the triggerer and after it fails.
+    Airflow asks the link for its URL in the worker when a try ends (done, failed or deferred), on
+    the operator object that ran the try, and stores the answer for the UI. The operator records
+    the URL on itself and in XCom as soon as its inputs are validated (:meth:`persist`), so the
+    button is there while the task waits in the triggerer and after it fails. A try that stopped
+    before that has no button; the link does not look for an XCom that was never pushed, which
+    Airflow's XCom client would log as an error under the task's real one.
     """
 
     name: ClassVar[str] = "Flex Insights report"
@@ -27,13 +31,14 @@ class FlexInsightsReportLink(BaseOperatorLink):
     def persist(
         cls, context: Context, operator: BaseOperator, base_url: str, workspace_id: str, report_id: str
     ) -> None:
-        """Keep the report's portal URL in XCom for :meth:`get_link` (unless XCom push is off)."""
+        """Record the report's portal URL on ``operator`` (for :meth:`get_link`) and in XCom
+        (unless XCom push is off)."""
+        url = report_page_url(base_url, workspace_id, report_id)
+        setattr(operator, cls.key, url)
         if operator.do_xcom_push:
-            context["ti"].xcom_push(key=cls.key, value=report_page_url(base_url, workspace_id, report_id))
+            context["ti"].xcom_push(key=cls.key, value=url)
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        """The URL the task stored, or "" (no button) when it stopped before validating its inputs."""
-        from airflow.providers.common.compat.sdk import XCom  # moved in Airflow 3.2; only needed here
-
-        url = XCom.get_value(key=self.key, ti_key=ti_key)
+        """The URL this try recorded, or "" (no button) when it stopped before validating its inputs."""
+        url = getattr(operator, self.key, None)
         return url if isinstance(url, str) else ""

@@ -157,9 +157,7 @@ class BaseFlexInsightsExportOperator(BaseOperator):
         with _no_retry_for_permanent_errors():
             spec = self.export_spec(context)
             self.preflight(spec, context)
-            FlexInsightsReportLink.persist(
-                context, self, self.hook.settings.base_url, spec.workspace_id, spec.report_id
-            )
+            self._persist_report_link(spec, context)
             return self._run(spec, context, lambda job: JobState.start(time.time() + self.timeout))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +167,13 @@ class BaseFlexInsightsExportOperator(BaseOperator):
         """
         with _no_retry_for_permanent_errors():
             spec = self.export_spec(context)
+            self._persist_report_link(spec, context)  # this process's operator has not seen it yet
             return self._run(spec, context, ExportEvent.from_payload(event).resume_state)
+
+    def _persist_report_link(self, spec: ExportSpec, context: Context) -> None:
+        FlexInsightsReportLink.persist(
+            context, self, self.hook.settings.base_url, spec.workspace_id, spec.report_id
+        )
 
     def export_spec(self, context: Context) -> ExportSpec:
         """The rendered, validated parameters; raises FlexInsightsInputError before any request."""
