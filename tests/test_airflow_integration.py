@@ -17,7 +17,7 @@ import pytest
 from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT, Emulator, render_report
 from airflow_provider_flexinsights.lineage import dataset_address
 
-from tests.conftest import DagRunResult, run_dag_file
+from tests.conftest import CONN_ENV, DagRunResult, connection_json, run_dag_file
 
 REPORT_PAGE = (
     f"#s=/gdc/projects/{DEMO_WORKSPACE}|analysisPage|head|/gdc/md/{DEMO_WORKSPACE}/obj/{QUEUE_REPORT}"
@@ -139,6 +139,43 @@ def test_the_link_answers_from_the_try_with_no_second_error(
     else:
         assert "date_to must be a real date written YYYY-MM-DD, got '03/01/2024'." in output
         assert xcom(run.dag_id, "_link_FlexInsightsReportLink") == ""
+
+
+def test_secrets_in_templated_fields_are_masked_before_airflow_stores_the_rendered_fields(
+    run_export: Callable[..., DagRunResult],
+    emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A key pasted into the destination URI and the connection's password pasted into a filter:
+    Airflow stores the rendered fields before ``execute`` refuses the destination. Both secrets are
+    new to this process's masker (earlier tests masked the demo password)."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    password, key_secret = f"pw-{uuid.uuid4().hex}", f"sk-{uuid.uuid4().hex}"
+    monkeypatch.setenv(CONN_ENV, connection_json(emulator.url, password=password))
+
+    run = run_export(
+        report_id=QUEUE_REPORT,
+        date_from="2024-03-01",
+        date_to="2024-03-01",
+        destination="s3://AKIAEXAMPLE:" + key_secret + "@bucket/{{ ds }}.csv",
+        filters=[{"identifier": "label.conversations.queue", "in": ["Sales", password]}],
+        retries=3,
+    )
+    with create_session() as session:
+        (stored,) = session.query(RenderedTaskInstanceFields).filter_by(dag_id=run.dag_id)
+        rendered = stored.rendered_fields
+
+    output = capfd.readouterr().out
+    assert run.task_state == "failed"  # at once, not up_for_retry
+    assert "destination has a secret before '@': keep credentials in an Airflow connection" in output
+    assert rendered["destination"] == "s3://AKIAEXAMPLE:***@bucket/2024-03-02.csv"
+    assert rendered["filters"] == [{"identifier": "label.conversations.queue", "in": ["Sales", "***"]}]
+    assert key_secret not in output and password not in output
+    assert emulator.requests == []
 
 
 def test_each_outlet_asset_event_says_which_file_and_days_are_fresh(

@@ -107,17 +107,30 @@ def destination(value: Any) -> str:
     return value
 
 
+# scheme://userinfo@ anywhere in a text; the userinfo runs to the last "@" before the path
+_URI_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://([^\s/?#]*)@")
+
+
+def uri_secrets(text: str) -> list[tuple[str, str]]:
+    """``(scheme, secret)`` of each ``scheme://user:secret@host`` in ``text``. A user alone is no
+    secret: it names an Airflow connection (``s3://my_aws_conn@bucket/key``)."""
+    return [
+        (scheme, userinfo.partition(":")[2])
+        for scheme, userinfo in _URI_USERINFO.findall(text)
+        if ":" in userinfo
+    ]
+
+
 def _no_credentials_in(destination: str) -> None:
     """Refuse ``scheme://key:secret@bucket/...``, without repeating it: the part before ``@`` names an
-    Airflow connection, and a secret there would end up in logs and rendered fields."""
-    if "://" not in destination:
-        return
-    parts = urlsplit(destination)
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
+    Airflow connection, and a secret there would end up in logs (the operator masks it in the
+    rendered fields, see ``BaseFlexInsightsExportOperator.render_template``)."""
+    found = uri_secrets(destination)
+    if found:
+        scheme = found[0][0]
         raise FlexInsightsInputError(
             f"destination has a secret before '@': keep credentials in an Airflow connection and name "
-            f"it there instead, as in {parts.scheme}://<conn_id>@<bucket>/<key>."
+            f"it there instead, as in {scheme}://<conn_id>@<bucket>/<key>."
         )
 
 

@@ -10,11 +10,11 @@ where the CSV goes by overriding :meth:`~BaseFlexInsightsExportOperator.write` (
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -35,6 +35,7 @@ from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.links.flex_insights import FlexInsightsReportLink
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
     from airflow_provider_flexinsights.client import FlexInsightsClient
@@ -67,6 +68,7 @@ class BaseFlexInsightsExportOperator(BaseOperator):
     _export_result: dict[str, Any] | None = None  # what this run wrote, for lineage
     _report_grid: tuple[GridItem, ...] | None = None  # the report's definition, once read
     _client: FlexInsightsClient | None = None  # the export's session, while it runs
+    _connection_secrets_masked = False  # by the first render_template of a try
 
     def __init__(
         self,
@@ -137,6 +139,30 @@ class BaseFlexInsightsExportOperator(BaseOperator):
         """Checks after validation, before any Flex Insights request (none by default)."""
 
     # --- the shared workflow -----------------------------------------------------------------
+
+    def render_template(
+        self,
+        content: Any,
+        context: Context,
+        jinja_env: jinja2.Environment | None = None,
+        seen_oids: set[int] | None = None,
+    ) -> Any:
+        """Render as Airflow does, then register the secrets the result holds with Airflow's secret
+        masker, which redacts the rendered fields before the task sends them to be stored (the UI's
+        "Rendered Template"); validation refuses such values only later, in ``execute``.
+
+        The secrets: the password of any ``scheme://user:password@host`` (a credentialed
+        destination, a URI in a filter value), and the connection's password (Airflow masks it
+        once the connection is read, so it is read here, before the fields are sent).
+        """
+        if not self._connection_secrets_masked:
+            self._connection_secrets_masked = True
+            with contextlib.suppress(FlexInsightsError):  # reported in one sentence by execute
+                self.hook.settings  # noqa: B018  # reading the connection masks its password
+        rendered = super().render_template(content, context, jinja_env, seen_oids)
+        if isinstance(content, str):  # a template's result; collections recurse to their strings
+            _mask_uri_secrets(rendered)
+        return rendered
 
     @cached_property
     def hook(self) -> FlexInsightsHook:
@@ -357,7 +383,25 @@ class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
         return export_lineage(self._export_result, self.hook.settings.base_url)
 
 
-@contextmanager
+def _mask_uri_secrets(value: Any) -> None:
+    """Tell Airflow's secret masker the password of every ``scheme://user:password@`` in ``value``
+    (a string, or the lists and dicts a native template renders)."""
+    if isinstance(value, str):
+        secrets = [secret for _, secret in validation.uri_secrets(value) if secret]
+        if secrets:
+            from airflow.sdk.log import mask_secret
+
+            for secret in secrets:
+                mask_secret(secret)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _mask_uri_secrets(item)
+    elif isinstance(value, (list, tuple, set)):
+        for item in value:
+            _mask_uri_secrets(item)
+
+
+@contextlib.contextmanager
 def _no_retry_for_permanent_errors() -> Iterator[None]:
     """Turn errors a task retry cannot fix (bad password, unknown report...) into AirflowFailException.
 
