@@ -233,6 +233,15 @@ def rendered_fields(dag_id: str) -> list[str]:
         return [str(row.rendered_fields) for row in rows]
 
 
+IN_WORKER: dict[str, Any] = {
+    "report_id": QUEUE_REPORT,
+    "date_from": DATES[0],
+    "date_to": DATES[1],
+    "deferrable": False,
+    "poll_interval": 0.05,
+}
+
+
 @pytest.mark.parametrize(
     "emulator_config",
     [EmulatorConfig(pending_polls=1, faults=[Fault("export", "reset", after_bytes=MID_BODY, count=3)])],
@@ -244,12 +253,8 @@ def test_a_task_retry_reuses_the_export_instead_of_running_the_report_again(
     destination = tmp_path / "queue.csv"
 
     run = run_export(
-        report_id=QUEUE_REPORT,
-        date_from=DATES[0],
-        date_to=DATES[1],
+        **IN_WORKER,
         destination=str(destination),
-        deferrable=False,
-        poll_interval=0.05,
         retries=1,
         retry_delay=0,  # the first try's three downloads all break; the retry's succeeds
     )
@@ -259,6 +264,56 @@ def test_a_task_retry_reuses_the_export_instead_of_running_the_report_again(
     assert calls_of(emulator, "execute") == [201]  # one export for both tries
     assert calls_of(emulator, "login") == [200, 200]  # two tries, two sessions
     assert emulator.live_sessions == 0
+
+
+def clear_and_run_again(airflow_db: Path, dag_id: str) -> str:
+    """Clear the finished task as the UI's Clear does (Airflow's clear_task_instances), then do what
+    the scheduler and dag.test's loop do: run the dag run, schedule the task's next try and run it
+    (with the helper ``airflow tasks test`` uses too). Returns the task's state."""
+    from airflow import settings
+    from airflow.models.taskinstance import TaskInstance, clear_task_instances
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    from tests.conftest import dag_bag
+
+    dag = dag_bag(airflow_db / "dags" / f"{dag_id}.py").get_dag(dag_id)
+    session = settings.Session()
+    try:
+        clear_task_instances(session.query(TaskInstance).filter_by(dag_id=dag_id).all(), session)
+        session.commit()
+        (ti,) = session.query(TaskInstance).filter_by(dag_id=dag_id).all()
+        ti.dag_run.state = DagRunState.RUNNING
+        ti.try_number += 1
+        ti.state = TaskInstanceState.SCHEDULED
+        session.commit()
+        _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
+        session.expire_all()
+        return str(session.query(TaskInstance).filter_by(dag_id=dag_id).one().state)
+    finally:
+        session.close()
+
+
+@requires_task_state_store
+def test_a_cleared_task_starts_a_new_export(
+    run_export: Callable[..., DagRunResult],
+    airflow_db: Path,
+    flex_connection: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A user clears a successful task to get fresh data: the task state store survives the clear
+    (apache/airflow#72100), but the export it holds belongs to the round of tries before it."""
+    destination = tmp_path / "queue.csv"
+    run = run_export(**IN_WORKER, destination=str(destination), retries=2)
+    assert run.task_state == "success" and calls_of(emulator, "execute") == [201]
+    destination.unlink()
+
+    assert clear_and_run_again(airflow_db, run.dag_id) == "success"
+    assert calls_of(emulator, "execute") == [201, 201]  # a second export, not the first one again
+    assert "The export of an earlier try predates a clear of the task" in capfd.readouterr().out
+    assert destination.read_bytes() == EXPECTED
 
 
 def test_concurrent_requests_of_one_session_share_one_token_renewal(

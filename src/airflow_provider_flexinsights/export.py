@@ -3,7 +3,8 @@
 API (the export operator, the SQL loader and the ``flex-insights`` CLI all use exactly this)::
 
     job = ExportJob(client, spec, ExportPolicy(schedule, download_attempts=3), log=task_log,
-                    memory=task_state_store)           # memory: reuse an earlier try's export
+                    memory=task_state_store,           # memory: reuse an earlier try's export...
+                    memory_scope=round_of_tries)       # ...of the same round (a clear starts one)
     outcome = job.run(sink, JobState.start(deadline),  # or state=event.resume_state(deadline)
                       on_pending=defer,                # may raise to hand the waiting elsewhere
                       on_empty=check_empty)            # may raise to refuse an empty report
@@ -142,12 +143,16 @@ class ExportJob:
         *,
         log: Logs = log,
         memory: Memory | None = None,
+        memory_scope: int | str | None = None,
     ) -> None:
+        """``memory_scope``: what a later try must share, besides the spec, to reuse the export
+        ``memory`` holds (the operator passes its round of retries: a cleared task starts anew)."""
         self.client = client
         self.spec = spec
         self.policy = policy
         self.log = log
         self.memory = memory
+        self.memory_scope = memory_scope
 
     def run(
         self,
@@ -215,16 +220,21 @@ class ExportJob:
         )
         self.log.info("Started the Flex Insights export of %s: %s", spec.describe(), export_uri)
         if self.memory is not None:
-            self.memory.set(MEMORY_KEY, {"export_uri": export_uri, "spec": spec.identity()})
+            remembered = {"export_uri": export_uri, "spec": spec.identity(), "scope": self.memory_scope}
+            self.memory.set(MEMORY_KEY, remembered)
         return export_uri
 
     def _reusable(self, state: JobState) -> JobState | None:
         """The export an earlier try started for the same spec, if it is still there.
 
-        So a retry after a worker crash or a broken download does not run the report again.
+        So a retry after a worker crash or a broken download does not run the report again; an
+        export of another scope (a task cleared since, for fresh data) is not reused.
         """
         earlier = self.memory.get(MEMORY_KEY) if self.memory is not None else None
         if not (isinstance(earlier, dict) and earlier.get("spec") == self.spec.identity()):
+            return None
+        if earlier.get("scope") != self.memory_scope:
+            self.log.info("The export of an earlier try predates a clear of the task; starting a new one.")
             return None
         try:
             status = self.client.check_export(earlier["export_uri"])

@@ -229,7 +229,14 @@ class BaseFlexInsightsExportOperator(BaseOperator):
         with self.hook.session() as client:
             self._client = client  # a typed writer reads the report's definition in the same session
             memory = context.get("task_state_store")  # Airflow 3.3+: lets a retry reuse the export
-            job = ExportJob(client, spec, self.export_policy, log=self.log, memory=memory)
+            job = ExportJob(
+                client,
+                spec,
+                self.export_policy,
+                log=self.log,
+                memory=memory,
+                memory_scope=self._round(context),
+            )
             outcome = job.run(
                 functools.partial(self.write, spec),
                 first_state(job),
@@ -238,6 +245,15 @@ class BaseFlexInsightsExportOperator(BaseOperator):
             )
         result = export_result(spec, outcome.export_uri, outcome.written, empty=outcome.empty)
         return self._published(result, context)
+
+    def _round(self, context: Context) -> int:
+        """The first try number of the task's current round of retries, as Airflow reckons it.
+
+        The task state store survives a clear (apache/airflow#72100), but a clear raises the task
+        instance's ``max_tries`` to its ``try_number + retries``, so a cleared task is in a new round
+        and starts a new export, while its retries share the round's export.
+        """
+        return context["ti"].max_tries - (self.retries or 0) + 1
 
     def _defer(self, spec: ExportSpec, state: JobState) -> None:
         from airflow_provider_flexinsights.triggers.flex_insights import FlexInsightsExportTrigger
