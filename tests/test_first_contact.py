@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_flexinsights.emulator import DEMO_PASSWORD, Emulator
+from airflow_provider_flexinsights.emulator import Emulator
 from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
 from airflow_provider_flexinsights.filters import parse_filters
 from airflow_provider_flexinsights.validation import connection_settings
@@ -179,47 +179,6 @@ def test_the_quick_start_connection_has_a_host_and_the_database_is_migrated_firs
 
     assert json.loads(exported)["host"] == "https://analytics.ytica.com"
     assert text.index("airflow db migrate") < text.index("airflow dags test flex_insights_daily_export")
-
-
-def troubleshooting_row(containing: str) -> str:
-    """The quoted message of the row of docs/reliability.md's troubleshooting table naming ``containing``."""
-    for line in (REPO_ROOT / "docs" / "reliability.md").read_text().splitlines():
-        if line.startswith("| `") and containing in line:
-            return line.split("`")[1]
-    raise AssertionError(f"no troubleshooting row mentions {containing!r}")
-
-
-def test_the_wrong_workspace_row_quotes_what_the_user_gets(emulator: Emulator) -> None:
-    wrong = "abcdefghijklmnopqrstuvwxyz012345"
-    environment = {
-        **os.environ,
-        "FLEX_INSIGHTS_URL": emulator.url,
-        "FLEX_INSIGHTS_EMAIL": "analyst@example.com",
-        "FLEX_INSIGHTS_PASSWORD": DEMO_PASSWORD,
-    }
-    export = [
-        "export",
-        "--report",
-        "3035643",
-        "--workspace",
-        wrong,
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-01",
-    ]
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_flexinsights", *export, "-o", "/tmp/never.csv"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=environment,
-    )
-    quoted = troubleshooting_row("does not exist or you have no access").replace("W", wrong)
-
-    assert result.returncode == 1
-    assert one_line(result).removeprefix("flex-insights: error: ").startswith(quoted)
 
 
 @pytest.mark.parametrize(
