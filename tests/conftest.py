@@ -48,6 +48,9 @@ requires_task_state_store = pytest.mark.skipif(
     reason="Airflow < 3.3 has no task state store: there a retried task starts a new export (README).",
 )
 CONN_ENV = "AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT"
+# What a connection test sends: log in, read the profile (profile/current answers 307 to the
+# user's own profile, as the service does: docs/wire.md), log out.
+CONNECTION_TEST_CALLS = [("login", 200), ("token", 200), ("profile", 307), ("profile", 200), ("logout", 204)]
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from airflow_provider_flexinsights.exceptions import (
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.protocol import ExportState
 
-from tests.conftest import CONN_ENV, connection_json, secrets_in
+from tests.conftest import CONN_ENV, CONNECTION_TEST_CALLS, connection_json, secrets_in
 
 FAST = PollSchedule(first=0.01, cap=0.05)
 
@@ -207,14 +207,7 @@ def test_test_connection_reports_success_and_failure(
         True,
         f"Logged in to Flex Insights at {emulator.url} as analyst@example.com, and out again.",
     )
-    # profile/current answers 307 to the user's own profile, as the service does (docs/wire.md)
-    assert emulator.calls() == [
-        ("login", 200),
-        ("token", 200),
-        ("profile", 307),
-        ("profile", 200),
-        ("logout", 204),
-    ]
+    assert emulator.calls() == CONNECTION_TEST_CALLS
     assert emulator.live_sessions == 0
 
     monkeypatch.setenv(CONN_ENV, connection_json(emulator.url, password="nope"))

@@ -44,6 +44,7 @@ from airflow_provider_flexinsights.emulator import (
 )
 from airflow_provider_flexinsights.protocol import DEFAULT_BASE_URL
 
+from tests.conftest import CONNECTION_TEST_CALLS
 from tests.e2e.deployment import AirflowDeployment, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -163,13 +164,7 @@ def test_connection_form_saves_and_tests_a_flex_insights_connection(
     expect(success).to_contain_text(
         f"Logged in to Flex Insights at {emulator.url} as {DEMO_EMAIL}, and out again."
     )
-    assert emulator.calls() == [
-        ("login", 200),
-        ("token", 200),
-        ("profile", 307),
-        ("profile", 200),
-        ("logout", 204),
-    ]
+    assert emulator.calls() == CONNECTION_TEST_CALLS
     assert emulator.live_sessions == 0
     # the saved connection in the edit form, next to the success message
     success.hover()  # a hovered toast stays open
