@@ -246,7 +246,9 @@ def task_error(case: Case, emulator: Emulator, tmp_path: Path, request: pytest.F
     return raised[-1] if raised else output[-2000:]
 
 
-@pytest.mark.parametrize("quote", table_quotes())
+@pytest.mark.parametrize(
+    "quote", table_quotes(), ids=lambda quote: re.sub(r"\W+", "-", quote)[:60].strip("-")
+)
 def test_each_troubleshooting_row_quotes_the_message_users_get(
     quote: str,
     tmp_path: Path,
