@@ -31,11 +31,7 @@ selection=("$@")
 echo "=== Airflow $(.venv/bin/python -c 'from importlib.metadata import version; print(version("apache-airflow-core"))') ===" >&2
 if [ $# -eq 0 ]; then
   .venv/bin/python -m pytest "${selection[@]}" --ignore=tests/e2e
-  # Deselected: the worker-kill proof sometimes SIGKILLs the worker that ran the task before it
-  # deferred instead of the one downloading (it then passes for the wrong reason or times out); it
-  # runs by hand until it tells the downloading worker apart (see docs/deployment.md).
-  .venv/bin/python -m pytest tests/e2e \
-    --deselect tests/e2e/test_distributed.py::test_a_worker_killed_mid_download_the_retry_on_the_other_reuses_the_export
+  .venv/bin/python -m pytest tests/e2e
 else
   .venv/bin/python -m pytest "$@"
 fi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
@@ -352,3 +353,20 @@ def test_metadata_needs_a_valid_tt(emulator: Emulator, path: str) -> None:
 
     assert answer.status_code == 401
     assert "cookie=GDCAuthTT" in answer.headers["WWW-Authenticate"]
+
+
+def test_each_request_record_names_the_client_port_so_a_test_finds_the_process_that_sent_it(
+    emulator: Emulator,
+) -> None:
+    host, port = emulator.url.removeprefix("http://").split(":")
+    ports = []
+    for _ in range(2):
+        client = http.client.HTTPConnection(host, int(port), timeout=5)
+        client.connect()
+        ports.append(client.sock.getsockname()[1])
+        client.request("GET", "/gdc/account/token")
+        client.getresponse().read()
+        client.close()
+
+    assert ports[0] != ports[1]
+    assert [r.client_port for r in emulator.requests] == ports

@@ -116,6 +116,8 @@ class PostgresDatabase:
 class AirflowDeployment:
     """LocalExecutor on SQLite unless a subclass says otherwise (see ``CeleryDeployment``)."""
 
+    SERVICES: tuple[str, ...] = ()  # components the others use: stopped after them
+
     def __init__(
         self,
         home: Path,
@@ -223,9 +225,23 @@ class AirflowDeployment:
         wait_until(self._api_is_up, timeout=120, what="the api-server to answer")
 
     def stop_all(self) -> None:
-        for component in reversed(list(self.processes)):
-            self.stop(component)
-        for straggler in _processes_of(self.home):  # anything of ours that left its process group
+        """Stop the components all at once (one after another took 15-30 s), then the services
+        they use, then anything of ours that left its process group."""
+        airflow = [c for c in self.processes if c not in self.SERVICES]
+        for wave in (airflow, [c for c in self.processes if c in self.SERVICES]):
+            stopping = [self.processes.pop(component) for component in wave]
+            for process in stopping:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            for process in stopping:
+                try:
+                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+        for straggler in _processes_of(self.home):
             straggler.kill()
 
     def _api_is_up(self) -> bool:
@@ -342,6 +358,7 @@ class CeleryDeployment(AirflowDeployment):
     wait seconds, not the minutes of Airflow's defaults.
     """
 
+    SERVICES = ("redis",)
     WORKERS = ("worker-1", "worker-2")
     TRIGGERERS = ("triggerer-1", "triggerer-2")
 
@@ -372,6 +389,9 @@ class CeleryDeployment(AirflowDeployment):
             # a lost worker's task is failed, and retried, after 20 s without a heartbeat (not 5 min)
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+            # a task waits this long for the api-server to answer (5 s by default): a cold one, its
+            # first twenty task starts at once on two busy cores, once took 36 s and failed five
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
             # a triggerer takes at most 2 new triggers per loop (about 1 s): both get a share
             "AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP": "2",
         }
@@ -429,13 +449,22 @@ class CeleryDeployment(AirflowDeployment):
             what=f"Celery {worker} to be ready",
         )
 
-    def worker_running(self, ti_id: str) -> str | None:
-        """The worker whose processes work on this task instance now, if any."""
-        working = {process.pid for process in self.processes_for(ti_id)}
+    def worker_connected_from(self, client_port: int, server_port: int) -> tuple[str, psutil.Process] | None:
+        """The worker, and its process, that holds the TCP connection from loopback port
+        ``client_port`` to ``server_port`` now (the one a server saw a request come from), if any.
+
+        The socket tells the process doing the work apart from any other that worked on the same
+        task instance before (the process table alone cannot: a task's processes on the worker
+        that ran it before it deferred linger for seconds)."""
         for worker in self.WORKERS:
-            process = self.processes.get(worker)
-            if process is not None and working & {p.pid for p in _descendants(process.pid)}:
-                return worker
+            main = self.processes.get(worker)
+            for process in [] if main is None else [psutil.Process(main.pid), *_descendants(main.pid)]:
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    if any(
+                        c.laddr and c.raddr and c.laddr.port == client_port and c.raddr.port == server_port
+                        for c in process.net_connections(kind="tcp")
+                    ):
+                        return worker, process
         return None
 
     def live_triggerers(self) -> list[Row]:

@@ -8,6 +8,7 @@ measured (logins, exports, adoption delay) are printed: ``pytest -rP`` or ``-s``
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from airflow_provider_flexinsights.emulator import (
     QUEUE_REPORT,
     Emulator,
     Fault,
+    RequestRecord,
     airflow_connection,
     render_report,
 )
@@ -72,6 +74,10 @@ def logins_by(emulator: Emulator) -> dict[str, int]:
 
 def from_worker(user_agent: str) -> bool:
     return user_agent.endswith("(requests)")
+
+
+def is_worker_download(request: RequestRecord) -> bool:
+    return request.endpoint == "export" and request.status == 200 and from_worker(request.user_agent)
 
 
 def trigger_holders(celery: CeleryDeployment, run_id: str) -> dict[int, str]:
@@ -170,28 +176,39 @@ def test_a_worker_killed_mid_download_the_retry_on_the_other_reuses_the_export(
     celery: CeleryDeployment, emulator: Emulator, tmp_path: Path
 ) -> None:
     dag_id = "e2e_export_retried"
-    emulator.config.pending_polls, emulator.config.pending_seconds = 0, 10
+    emulator.config.pending_polls, emulator.config.pending_seconds = 0, 5
     # The worker's first download sends 50 kB of the CSV, then nothing for two minutes: a slow
     # download. (Skipped: the trigger's poll that finds the export ready, answered with the CSV too.)
     emulator.config.faults.append(Fault("export", "stall", after_bytes=50_000, seconds=120, skip=1))
     conf = {"date_from": "2024-03-01", "date_to": "2024-03-03", "destination": str(tmp_path / "slow.csv")}
     run_id = celery.trigger(dag_id, "2024-03-04", conf)
-    wait_until(
-        lambda: any(
-            r.endpoint == "export" and r.status == 200 and from_worker(r.user_agent)
-            for r in emulator.requests
-        ),
-        timeout=180,
-        what="the worker's download to start",
+    deferred_on: set[str] = set()  # the worker that started the export, seen while the task waits
+
+    def download_started() -> RequestRecord | None:
+        tasks = celery.task_instances(dag_id, run_id)
+        deferred_on.update(t["hostname"] for t in tasks if t["state"] == "deferred")
+        return next((r for r in emulator.requests if is_worker_download(r)), None)
+
+    download = wait_until(download_started, timeout=180, what="the worker's download to start", interval=0.2)
+    # The downloader is the process holding the stalled download's connection, on whichever worker
+    # (the worker that started the export before the task deferred may be the other one).
+    emulator_port = int(emulator.url.rsplit(":", 1)[1])
+    downloading_on, downloader = wait_until(
+        lambda: celery.worker_connected_from(download.client_port, emulator_port),
+        timeout=10,
+        what=f"the process connected from port {download.client_port}",
     )
-    (task,) = celery.task_instances(dag_id, run_id)
-    downloading_on = wait_until(lambda: celery.worker_running(task["id"]), timeout=10, what="the downloader")
     other = next(w for w in CeleryDeployment.WORKERS if w != downloading_on)
+    (task,) = celery.task_instances(dag_id, run_id)
+    # the metadata database agrees: the try that deferred was resumed there and runs now
+    assert (task["state"], task["try_number"], task["hostname"]) == ("running", 1, downloading_on)
+    partial = wait_until(lambda: list(tmp_path.glob(".slow.csv.*.part")), timeout=10, what="the temporary")
     try:
         celery.stop(downloading_on, kill=True)  # the worker and its task processes: a lost machine
         for straggler in celery.processes_for(task["id"]):  # one a Celery pool process let go of
             straggler.kill()
         wait_until(lambda: not celery.processes_for(task["id"]), timeout=10, what="the task processes to die")
+        assert not downloader.is_running()
         killed_at = time.monotonic()
         state = celery.wait_for_run(dag_id, run_id, timeout=300)
         retried_after = time.monotonic() - killed_at
@@ -204,18 +221,29 @@ def test_a_worker_killed_mid_download_the_retry_on_the_other_reuses_the_export(
             dag_id,
             run_id,
         )
-        downloads = [r.user_agent for r in emulator.requests if r.endpoint == "export" and r.status == 200]
-        report(killed=downloading_on, tries=[dict(t) for t in tries], done_after_kill_s=round(retried_after))
+        downloads = [r for r in emulator.requests if r.endpoint == "export" and r.status == 200]
+        written = (tmp_path / "slow.csv").read_bytes()
+        report(
+            deferred_on=sorted(deferred_on),
+            killed=downloading_on,
+            tries=[(t["try_number"], t["hostname"], t["state"]) for t in tries],
+            exports=[r.endpoint for r in emulator.requests].count("execute"),
+            logins=logins_by(emulator),
+            done_after_kill_s=round(retried_after, 1),
+            sha256=hashlib.sha256(written).hexdigest()[:16],
+        )
 
         assert state == "success"
         assert [(t["try_number"], t["hostname"]) for t in tries] == [(1, downloading_on), (2, other)]
         assert [r.endpoint for r in emulator.requests].count("execute") == 1  # the retry reused it
         assert len({r.path for r in emulator.requests if r.endpoint == "export"}) == 1
         # the trigger's poll that found it ready, the download the kill cut off, and the retry's
-        assert [from_worker(agent) for agent in downloads] == [False, True, True]
+        assert [from_worker(r.user_agent) for r in downloads] == [False, True, True]
+        assert downloads[1] == download and downloads[2].client_port != download.client_port
         expected = render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-03")
-        assert (tmp_path / "slow.csv").read_bytes() == expected
-        assert [p.name for p in tmp_path.iterdir()] == ["slow.csv"]  # nothing partial left
+        assert written == expected
+        # nothing partial left: the temporary the killed download was writing is gone too
+        assert not partial[0].exists() and [p.name for p in tmp_path.iterdir()] == ["slow.csv"]
     finally:
         emulator.expire_sessions()  # the killed worker's session could not log out
         celery.restart(downloading_on)

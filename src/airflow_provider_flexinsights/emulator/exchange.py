@@ -116,7 +116,7 @@ class Exchange:
         if self.endpoint != "control":
             user_agent = self.header("User-Agent") or ""
             record = RequestRecord(self.endpoint, self.method, self.path, status, user_agent, time.time())
-            record.body = self.logged_body
+            record.body, record.client_port = self.logged_body, int(self.handler.client_address[1])
             with self.state.lock:
                 self.state.requests.append(record)
         self.handler.send_response(status)

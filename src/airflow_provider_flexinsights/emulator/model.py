@@ -182,3 +182,5 @@ class RequestRecord:
     user_agent: str
     at: float
     body: Any = None
+    # the client's TCP port: which process made the request (tests find the one downloading)
+    client_port: int = 0
