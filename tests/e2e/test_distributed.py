@@ -118,7 +118,8 @@ def test_twenty_mapped_exports_spread_over_both_workers_and_both_triggerers(
         r["hostname"] for r in celery.query("SELECT hostname FROM task_instance WHERE run_id = ?", run_id)
     )
     logins = logins_by(emulator)
-    report(workers=dict(workers), triggerers=dict(Counter(holders.values())), logins=logins)
+    exports = sum(exports_started(emulator).values())
+    report(workers=dict(workers), triggerers=dict(Counter(holders.values())), logins=logins, exports=exports)
 
     assert celery.run_state(TWENTY, run_id) == "success"
     assert [(t["state"], t["try_number"]) for t in tasks] == [("success", 1)] * 20
@@ -136,8 +137,11 @@ def test_twenty_mapped_exports_spread_over_both_workers_and_both_triggerers(
 def test_the_busiest_triggerer_killed_its_triggers_are_adopted_and_no_export_starts_twice(
     celery: CeleryDeployment, emulator: Emulator, tmp_path: Path
 ) -> None:
-    emulator.config.pending_polls, emulator.config.pending_seconds = 0, 45  # outlasts the adoption
+    # each export is ready 30 s after it started: after half the tasks have deferred (10-15 s in)
+    # and the adoption (under 10 s after the kill), so adopted triggers are seen waiting
+    emulator.config.pending_polls, emulator.config.pending_seconds = 0, 30
     run_id = celery.trigger(TWENTY, "2024-03-02", {"folder": str(tmp_path)})
+    triggered_at = time.monotonic()
     holders = wait_until(
         lambda: (held := trigger_holders(celery, run_id)) and len(held) >= 10 and held,
         timeout=180,
@@ -149,6 +153,7 @@ def test_the_busiest_triggerer_killed_its_triggers_are_adopted_and_no_export_sta
     try:
         celery.stop(busiest, kill=True)  # SIGKILL: no cleanup, as in a crash
         killed_at = time.monotonic()
+        half_deferred_s = killed_at - triggered_at
 
         def adopted() -> bool:
             now_held = trigger_holders(celery, run_id)
@@ -159,7 +164,15 @@ def test_the_busiest_triggerer_killed_its_triggers_are_adopted_and_no_export_sta
         wait_until(adopted, timeout=120, what=f"{survivor} to adopt the triggers of {busiest}", interval=0.2)
         adoption_delay = time.monotonic() - killed_at
         state = celery.wait_for_run(TWENTY, run_id, timeout=300)
-        report(killed=busiest, held=held, deferred=len(holders), adoption_s=round(adoption_delay, 1))
+        report(
+            half_deferred_s=round(half_deferred_s, 1),
+            killed=busiest,
+            held=held,
+            deferred=len(holders),
+            adoption_s=round(adoption_delay, 1),
+            exports=sum(exports_started(emulator).values()),
+            logins=logins_by(emulator),
+        )
 
         assert state == "success"
         assert [t["state"] for t in celery.task_instances(TWENTY, run_id)] == ["success"] * 20
