@@ -6,13 +6,18 @@ test module imports Airflow.
 
 from __future__ import annotations
 
+import getpass
+import logging
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -170,3 +175,73 @@ def secrets_in(text: str, emulator: Emulator) -> list[str]:
     """Every password, SST or TT of this emulator that appears in ``text`` (must be none)."""
     candidates = {DEMO_PASSWORD, *emulator.issued_secrets}
     return sorted(secret for secret in candidates if secret in text)
+
+
+@contextmanager
+def immutable(folder: Path) -> Iterator[Path]:
+    """``folder`` made immutable (``chattr +i``): nothing can be created in it, not even by root,
+    whom tests run as and ``chmod`` does not stop. Skips where chattr cannot (tmpfs, no capability)."""
+    chattr = shutil.which("chattr")
+    made = chattr and subprocess.run([chattr, "+i", str(folder)], capture_output=True, check=False)
+    if not chattr or not made or made.returncode != 0:
+        pytest.skip(f"chattr +i is not available on {folder}'s file system here")
+    try:
+        yield folder
+    finally:
+        subprocess.run([chattr, "-i", str(folder)], check=True)
+
+
+@dataclass(frozen=True)
+class Unwritable:
+    """A destination that cannot be written, and the one sentence that must say so."""
+
+    destination: Path
+    message: str
+
+
+@pytest.fixture(params=["parent-is-a-file", "destination-is-a-folder", "immutable-folder", "sysfs"])
+def unwritable_destination(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Unwritable]:
+    """Each way a local destination cannot be written that stops root too (tests run as root)."""
+    user, fix = getpass.getuser(), "give it write access there, or choose another destination."
+    if request.param == "parent-is-a-file":
+        taken = tmp_path / "taken"
+        taken.write_text("a file where a folder should be")
+        target = taken / "2024" / "out.csv"
+        why = f"{taken} is a file, not a folder; move it away, or choose another destination."
+        yield Unwritable(target, f"Cannot write {target}: {why}")
+    elif request.param == "destination-is-a-folder":
+        target = tmp_path / "out.csv"
+        target.mkdir()
+        why = f"it is a folder; give the destination a file name, such as {target}/export.csv."
+        yield Unwritable(target, f"Cannot write {target}: {why}")
+    elif request.param == "immutable-folder":
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        with immutable(locked):
+            target = locked / "out.csv"
+            why = f"user {user!r} may not write in {locked} (Operation not permitted); {fix}"
+            yield Unwritable(target, f"Cannot write {target}: {why}")
+    else:  # sysfs creates no file for anyone, root included: a real EACCES
+        if not Path("/sys/kernel").is_dir():
+            pytest.skip("no sysfs mounted at /sys")
+        target = Path("/sys/flex-insights-test.csv")
+        why = f"user {user!r} may not write in /sys (Permission denied); {fix}"
+        yield Unwritable(target, f"Cannot write {target}: {why}")
+
+
+@pytest.fixture
+def provider_logger() -> Iterator[None]:
+    """The CLI (run in this process) points the provider's logger at its stderr; put it back for
+    the tests after this one."""
+    logger = logging.getLogger("airflow_provider_flexinsights")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connections to it are refused at once."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port: int = unused.getsockname()[1]
+    return port

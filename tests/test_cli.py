@@ -28,7 +28,7 @@ from airflow_provider_flexinsights.emulator import (
     render_report,
 )
 
-from tests.conftest import CONN_ENV, connection_json, secrets_in
+from tests.conftest import CONN_ENV, Unwritable, closed_port, connection_json, secrets_in
 
 FLEX_INSIGHTS = str(Path(sys.executable).with_name("flex-insights"))
 UNKNOWN_WORKSPACE = "abcdefghijklmnopqrstuvwxyz012345"
@@ -58,10 +58,14 @@ def airflow_env(emulator: Emulator, **extra: object) -> dict[str, str]:
 
 
 def plain_env(emulator: Emulator, password: str = DEMO_PASSWORD, **more: str) -> dict[str, str]:
+    return plain_env_for(emulator.url, password, **more)
+
+
+def plain_env_for(url: str, password: str = DEMO_PASSWORD, **more: str) -> dict[str, str]:
     return {
         cli.ENV_EMAIL: DEMO_EMAIL,
         cli.ENV_PASSWORD: password,
-        cli.ENV_URL: emulator.url,
+        cli.ENV_URL: url,
         cli.ENV_WORKSPACE: DEMO_WORKSPACE,
         **more,
     }
@@ -438,17 +442,39 @@ def test_retries_are_told_on_stderr_and_stdout_stays_json(emulator: Emulator) ->
     assert "retry 1 in 0.0 s" in done.stderr
 
 
-def test_an_unwritable_destination_exits_1_with_its_reason(emulator: Emulator, tmp_path: Path) -> None:
-    (tmp_path / "taken").write_text("a file where a folder should be")
-    target = tmp_path / "taken" / "out.csv"
+@pytest.mark.parametrize(  # the other cases: through the operator, which probes alike
+    "unwritable_destination", ["parent-is-a-file", "immutable-folder"], indirect=True
+)
+def test_an_unwritable_destination_exits_2_before_any_request(
+    emulator: Emulator, unwritable_destination: Unwritable
+) -> None:
+    done = run(*EXPORT_JANUARY, *FAST, "-o", str(unwritable_destination.destination), env=plain_env(emulator))
 
-    done = run(*EXPORT_JANUARY, *FAST, "-o", str(target), env=plain_env(emulator))
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"flex-insights: error: {unwritable_destination.message}\n"
+    assert emulator.requests == []
 
-    assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr.startswith(
-        f"flex-insights: error: Could not write {target} (FileExistsError: {(tmp_path / 'taken').as_uri()})."
-    )
-    assert "Traceback" not in done.stderr and emulator.live_sessions == 0
+
+def test_an_unreachable_host_is_one_line_per_retry_then_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], provider_logger: None
+) -> None:
+    from airflow_provider_flexinsights import session
+    from airflow_provider_flexinsights.backoff import RetryPolicy
+
+    port = closed_port()
+    for name, value in plain_env_for(f"http://127.0.0.1:{port}").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(session, "DEFAULT_RETRY", RetryPolicy(base_delay=0.0))  # the 5 tries, unwaited
+
+    code = cli.main(["reports"])
+
+    retry = f"flex-insights: Flex Insights could not log in (127.0.0.1:{port} refused the connection); retry"
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        *(f"{retry} {n} in 0.0 s." for n in range(1, 5)),
+        f"flex-insights: error: Flex Insights could not log in: 127.0.0.1:{port} refused the connection "
+        "(5 tries); check that the host and port are right and that the service is up.",
+    ]
 
 
 # --- --filter: the operator's filter model on the command line -----------------------------------

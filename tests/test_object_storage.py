@@ -39,7 +39,7 @@ from airflow_provider_flexinsights.emulator import (
 )
 from airflow_provider_flexinsights.emulator.data import iter_bulk_report
 from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
-from airflow_provider_flexinsights.storage import write_atomically
+from airflow_provider_flexinsights.storage import check_writable, write_atomically
 
 from tests.conftest import DagRunResult, secrets_in
 
@@ -302,3 +302,30 @@ def test_a_destination_carrying_credentials_is_refused_without_repeating_them() 
 
         assert SECRET_KEY not in str(refused.value)
     assert validation.destination("s3://aws_exports@bucket/queue.csv") == "s3://aws_exports@bucket/queue.csv"
+
+
+def test_a_missing_bucket_fails_the_task_once_before_any_request(
+    run_export: Run,
+    flex_connection: str,
+    emulator: Emulator,
+    bucket: Bucket,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    missing = f"{bucket.name}-missing"
+
+    run = export(run_export, f"s3://{bucket.conn_id}@{missing}/flex/queue.csv", retries=3)
+
+    output = capfd.readouterr().out
+    assert run.task_state == "failed" and "up_for_retry" not in output  # tried once
+    assert (
+        f"Cannot write s3://{missing}/flex/queue.csv: the bucket {missing!r} does not exist (or the "
+        f"connection {bucket.conn_id!r} cannot see it); create it, or fix the destination." in output
+    )
+    assert emulator.requests == []
+    assert SECRET_KEY not in output
+
+
+def test_the_bucket_probe_writes_nothing(bucket: Bucket) -> None:
+    check_writable(bucket.uri("flex/queue.csv"))
+
+    assert bucket.keys() == [] and bucket.unfinished_uploads() == []

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import re
+import subprocess
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from airflow_provider_flexinsights import session
+from airflow_provider_flexinsights.backoff import RetryPolicy
 from airflow_provider_flexinsights.emulator import (
     DEMO_PASSWORD,
     DEMO_WORKSPACE,
@@ -20,7 +27,15 @@ from airflow_provider_flexinsights.emulator import (
     render_report,
 )
 
-from tests.conftest import CONN_ENV, DagRunResult, connection_json, secrets_in
+from tests.conftest import (
+    CONN_ENV,
+    DagRunResult,
+    Unwritable,
+    closed_port,
+    connection_json,
+    immutable,
+    secrets_in,
+)
 
 Run = Callable[..., DagRunResult]
 FAST_POLLS = {"poll_interval": 0.05, "max_poll_interval": 0.2}
@@ -385,3 +400,104 @@ def test_an_undefined_connection_fails_the_task_once_in_one_sentence(
         "or set AIRFLOW_CONN_FLEX_NOWHERE." in capfd.readouterr().out
     )
     assert emulator.requests == []
+
+
+# --- the destination, probed before the export; permanent write errors; an unreachable host --------
+
+
+def test_an_unwritable_destination_fails_the_task_once_before_any_request(
+    run_export: Run,
+    flex_connection: str,
+    emulator: Emulator,
+    unwritable_destination: Unwritable,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    run = run_export(**VALID, destination=str(unwritable_destination.destination), retries=3)
+
+    output = capfd.readouterr().out
+    assert run.task_state == "failed" and "up_for_retry" not in output  # tried once
+    assert unwritable_destination.message in output
+    assert "Error: [Errno" not in output  # no OSError traceback under the sentence
+    assert emulator.requests == []  # no login, no export
+
+
+def test_the_probe_leaves_nothing_beside_the_destination(
+    run_export: Run, flex_connection: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    run = run_export(**VALID, destination=str(tmp_path / "new" / "folders" / "out.csv"), **FAST_POLLS)
+
+    assert run.task_state == "success"
+    assert [p.name for p in (tmp_path / "new" / "folders").iterdir()] == ["out.csv"]
+
+
+def lock_once_the_export_starts(emulator: Emulator, folder: Path) -> threading.Thread:
+    """Make ``folder`` immutable as soon as the export is started (the probe has passed by then)."""
+
+    def lock() -> None:
+        deadline = time.monotonic() + 60
+        while not any(r.endpoint == "execute" for r in emulator.requests) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+
+    thread = threading.Thread(target=lock, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(pending_polls=1, pending_seconds=0.5)])
+def test_a_folder_locked_after_the_probe_fails_the_write_at_once_without_a_new_download(
+    run_export: Run,
+    flex_connection: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with immutable(folder):  # skips where chattr cannot; unlocked at the end
+        subprocess.run(["chattr", "-i", str(folder)], check=True)  # open until the export starts
+        locker = lock_once_the_export_starts(emulator, folder)
+        run = run_export(**VALID, destination=str(folder / "out.csv"), retries=3, **FAST_POLLS)
+        locker.join()
+
+    output = capfd.readouterr().out
+    assert run.task_state == "failed" and "up_for_retry" not in output  # tried once
+    assert (
+        f"Cannot write {folder / 'out.csv'}: user {getpass.getuser()!r} may not write in {folder} "
+        "(Operation not permitted); give it write access there, or choose another destination." in output
+    )
+    assert "PermissionError" not in output
+    downloads = [r for r in emulator.requests if r.endpoint == "export" and r.status == 200]
+    assert len(downloads) == 1  # the write error did not fetch the export again
+    assert list(folder.iterdir()) == []
+
+
+def test_an_unreachable_host_logs_one_line_per_retry_and_fails_in_one_sentence(
+    run_export: Run,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = closed_port()
+    monkeypatch.setenv(CONN_ENV, connection_json(f"http://127.0.0.1:{port}"))
+    monkeypatch.setattr(session, "DEFAULT_RETRY", RetryPolicy(base_delay=0.0))  # the 5 tries, unwaited
+
+    run = run_export(**VALID, destination=str(tmp_path / "out.csv"))
+
+    # The retries are the session's stdlib records: a task log gets them through Airflow's bridge;
+    # under dag.test() they reach the captured stdout or pytest's log capture, depending on the order
+    # in which tests configured logging. Each retry is one line wherever it lands.
+    output = capfd.readouterr().out + "\n" + caplog.text
+    retries = set(re.findall(r"Flex Insights could not log in \(.*?\); retry \d+ in [\d.]+ s\.", output))
+    assert run.task_state == "failed"
+    assert retries == {
+        f"Flex Insights could not log in (127.0.0.1:{port} refused the connection); retry {n} in 0.0 s."
+        for n in range(1, 5)
+    }
+    assert (
+        f"Flex Insights could not log in: 127.0.0.1:{port} refused the connection (5 tries); check that "
+        "the host and port are right and that the service is up." in output
+    )
+    for noise in ("request id None", "HTTPConnectionPool", "Max retries exceeded", "NewConnectionError"):
+        assert noise not in output

@@ -192,10 +192,12 @@ def test_the_attempt_budget_counts_every_try_of_one_request() -> None:
 
 def test_network_failures_are_retried_like_5xx_then_named_in_the_error() -> None:
     policy = RetryPolicy(max_attempts=2, base_delay=0.0)
-    script = Script([TransportError("ConnectionError: refused"), TransportError("ConnectionError: refused")])
+    refused = TransportError("h:1 refused the connection", advice="check the port")
+    script = Script([refused, refused])
 
     with pytest.raises(
-        FlexInsightsTransientError, match="could not log in: ConnectionError: refused after 2 tries"
+        FlexInsightsTransientError,
+        match=r"^Flex Insights could not log in: h:1 refused the connection \(2 tries\); check the port\.$",
     ):
         script.run(profile_flow(session(policy)))
     assert script.sent == [LOGIN, LOGIN] and len(script.slept) == 1

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_flexinsights.exceptions import FlexInsightsDestinationError
 from airflow_provider_flexinsights.storage import _BackgroundWriter, write_atomically
+
+from tests.conftest import immutable
 
 
 def chunks(count: int, *, fail_after: int | None = None) -> Iterator[bytes]:
@@ -52,3 +55,22 @@ def test_a_failing_write_reaches_the_caller(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="closed file"), _BackgroundWriter(out) as writer:
         for chunk in chunks(100):
             writer.put(chunk)
+
+
+def test_a_folder_at_the_destination_is_refused_not_written_into(tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    target.mkdir()  # appeared after the probe, say
+
+    with pytest.raises(FlexInsightsDestinationError, match=r"^Cannot write .*out\.csv: it is a folder;"):
+        write_atomically(str(target), chunks(3))
+
+    assert list(target.iterdir()) == []  # fsspec's move would have put the file inside
+
+
+def test_a_write_refused_by_the_file_system_is_one_sentence(tmp_path: Path) -> None:
+    refusal = pytest.raises(FlexInsightsDestinationError, match="may not write in")
+    with immutable(tmp_path), refusal as refused:
+        write_atomically(str(tmp_path / "out.csv"), chunks(3))
+
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__  # no OSError under it
+    assert list(tmp_path.iterdir()) == []

@@ -10,10 +10,9 @@ own installed text for the two messages Airflow itself prints. A row without a c
 from __future__ import annotations
 
 import json
-import logging
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -51,7 +50,8 @@ class Case:
 
     ``cli``: arguments of ``flex-insights`` (``-o`` added for ``export``), with plain FLEX_INSIGHTS_*
     credentials unless ``connection`` (fields over the emulator's connection) makes it
-    ``--conn-id flex_row``. ``operator``: the arguments of a DAG run's export task instead.
+    ``--conn-id flex_row``; ``output`` makes ``export``'s destination in a fresh folder.
+    ``operator``: the arguments of a DAG run's export task instead.
     ``airflow_text``: the message as Airflow's own installed code or UI writes it.
     """
 
@@ -63,6 +63,7 @@ class Case:
     connection: dict[str, Any] | None = None
     unreachable: bool = False
     no_identifiers: bool = False  # the workspace has none (no date dimension)
+    output: Callable[[Path], Path] = lambda folder: folder / "out.csv"  # export's -o, made in tmp_path
     operator: dict[str, Any] | None = None
     airflow_text: Callable[[], str] | None = None
 
@@ -85,6 +86,16 @@ def _test_connection_refusal() -> str:
     texts = Path(airflow.__file__).parent / "ui" / "dist" / "i18n" / "locales" / "en" / "admin.json"
     title = json.loads(texts.read_text())["connections"]["testError"]["title"]
     return f"{title}: {HTTPStatus.BAD_REQUEST.phrase}"
+
+
+def _under_a_file(folder: Path) -> Path:
+    (folder / "taken").write_text("a file where a folder should be")
+    return folder / "taken" / "out.csv"
+
+
+def _a_folder(folder: Path) -> Path:
+    (folder / "out.csv").mkdir()
+    return folder / "out.csv"
 
 
 CASES = [
@@ -126,7 +137,27 @@ CASES = [
         cli=EXPORT,
         config=EmulatorConfig(faults=[Fault("export", "truncate", after_bytes=20_000, count=3)]),
     ),
-    Case("after 5 tries", {"<action>": "log in"}, ("reports",), unreachable=True),
+    Case(
+        "refused the connection",
+        {"<action>": "log in", "<address>": r"127\.0\.0\.1:[0-9]+"},
+        ("reports",),
+        unreachable=True,
+    ),
+    Case(
+        "was not found (5 tries)",
+        {"<action>": "log in", "<host>": r"flex\.invalid"},
+        ("reports",),
+        connection={"host": "https://flex.invalid"},
+        unreachable=True,
+    ),
+    Case("is a file, not a folder", {"<path>": ".+", "<folder>": ".+"}, EXPORT, output=_under_a_file),
+    Case("it is a folder", {"<path>": ".+"}, EXPORT, output=_a_folder),
+    Case(  # sysfs creates no file for anyone: a real refusal, root (as tests run) included
+        "may not write in",
+        {"<path>": "/sys/.+", "<user>": "[^']+", "<folder>": "/sys"},
+        EXPORT,
+        output=lambda folder: Path("/sys/flex-insights-test.csv"),
+    ),
     Case("filters[0] has", cli=(*EXPORT, "--filter", json.dumps({"identifier": QUEUE, "inn": ["Sales"]}))),
     Case(
         "filters has a date filter (floating)",
@@ -172,15 +203,6 @@ def as_pattern(quote: str, values: dict[str, str]) -> str:
     return "".join([*parts, re.escape(quote[last:])])
 
 
-@pytest.fixture
-def provider_logger() -> Iterator[None]:
-    """The CLI points the provider's logger at its stderr; put it back for the tests after this one."""
-    logger = logging.getLogger("airflow_provider_flexinsights")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-
-
 def cli_error(
     case: Case,
     emulator: Emulator,
@@ -203,7 +225,7 @@ def cli_error(
         monkeypatch.setattr(cli, "_client", lambda s: FlexInsightsClient(s, RetryPolicy(base_delay=0.0)))
     arguments = list(case.cli)
     if arguments[0] == "export":
-        arguments += ["-o", str(tmp_path / "out.csv")]
+        arguments += ["-o", str(case.output(tmp_path))]
     if case.connection is not None:
         document = {**json.loads(airflow_connection(url)), **case.connection}
         monkeypatch.setenv("AIRFLOW_CONN_FLEX_ROW", json.dumps(document))

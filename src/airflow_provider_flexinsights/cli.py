@@ -292,7 +292,7 @@ def _export(
     stream it to the destination atomically (fetched again if the stream breaks)."""
     from airflow_provider_flexinsights.backoff import PollSchedule
     from airflow_provider_flexinsights.export import ExportJob, ExportPolicy, JobState
-    from airflow_provider_flexinsights.storage import write_atomically
+    from airflow_provider_flexinsights.storage import check_writable, write_atomically
 
     policy = ExportPolicy(
         PollSchedule(first=request.poll_interval), download_attempts=request.download_attempts
@@ -301,11 +301,12 @@ def _export(
 
     with _airflow_logs_muted():  # files are written through Airflow's ObjectStoragePath; its first
         import airflow.sdk  # noqa: F401  # import sets up Airflow's logging, chattily on 3.1
+    check_writable(spec.destination)  # before the first request: a mistake costs no export
 
     def write(chunks: Iterator[bytes]) -> WrittenFile:
         try:
             return write_atomically(spec.destination, progress.track(chunks) if progress else chunks)
-        except OSError as err:  # a folder in the way, no permission, a full disk...
+        except OSError as err:  # a full disk, a network drive gone... (no permission: already a sentence)
             raise FlexInsightsError(
                 f"Could not write {spec.destination} ({type(err).__name__}: {err})."
             ) from err

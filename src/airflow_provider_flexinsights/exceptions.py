@@ -37,6 +37,11 @@ class FlexInsightsConnectionNotFoundError(FlexInsightsInputError):
     """The Airflow connection is not defined: no retry can define it (Airflow's own error is retried)."""
 
 
+class FlexInsightsDestinationError(FlexInsightsInputError):
+    """The destination cannot be written (a file where a folder is needed, no permission, a folder
+    at the destination, no such bucket): found before the export by a probe, or while writing."""
+
+
 class FlexInsightsApiError(FlexInsightsError):
     """The API answered with an error; carries the HTTP status and GoodData's request id."""
 

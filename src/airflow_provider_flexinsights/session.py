@@ -56,6 +56,8 @@ Flow = Generator[Effect, Any, T]
 """A generator yielding effects, receiving a Reply after each Send, returning a T."""
 
 
+# The retries of a session given no policy: 5 tries, waits of at most 1, 2, 4, 8 s (jittered).
+DEFAULT_RETRY = RetryPolicy()
 # Logging out deletes the SST, so it is retried like any request, but briefly: a task or a
 # triggerer shutting down must not be held up long by an unreachable server.
 _LOGOUT_RETRY = RetryPolicy(max_attempts=3, base_delay=0.5, max_total_wait=5.0)
@@ -69,7 +71,15 @@ MAX_REDIRECTS = 5
 
 
 class TransportError(Exception):
-    """The server could not be reached or the connection broke; raised *into* flows by transports."""
+    """The server could not be reached or the connection broke; raised *into* flows by transports.
+
+    The message is a few words naming the host (``127.0.0.1:8080 refused the connection``), never
+    an HTTP library's text; ``advice`` ends the final error once the retries are spent.
+    """
+
+    def __init__(self, reason: str, *, advice: str = "check the network to the host") -> None:
+        super().__init__(reason)
+        self.advice = advice
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,7 @@ class Session:
         retry: RetryPolicy | None = None,
     ) -> None:
         self._credentials = credentials
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DEFAULT_RETRY
         self._login: protocol.Login | None = None
         self._tt: str | None = None
         self._renewing = False
@@ -273,28 +283,31 @@ class Session:
             try:
                 reply = yield send
             except TransportError as err:
-                failure, server_asked = str(err), None
+                failure, advice, server_asked = str(err), err.advice, None
             else:
                 if protocol.judge(request, reply) is not Verdict.RETRY:
                     return reply
-                failure, server_asked = f"HTTP {reply.status}", protocol.retry_after(reply)
+                failure, advice, server_asked = _status_of(reply), "", protocol.retry_after(reply)
             delay = policy.delay(attempt, server_asked)
             if attempt >= policy.max_attempts or waited + delay > policy.max_total_wait:
                 if reply is not None:
                     return reply  # the caller maps the final status to a typed error
                 raise FlexInsightsTransientError(
-                    f"Flex Insights could not {request.action}: {failure} after {attempt} tries. "
-                    "Check that the connection's host is reachable; retrying the task later may work."
+                    f"Flex Insights could not {request.action}: {failure} ({attempt} tries); {advice}."
                 )
-            request_id = reply.request_id if reply is not None else None
             log.warning(
-                "Flex Insights could not %s (%s, request id %s); retry %d in %.1f s.",
+                "Flex Insights could not %s (%s); retry %d in %.1f s.",
                 request.action,
                 failure,
-                request_id,
                 attempt,
                 delay,
             )
             waited += delay
             yield Sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _status_of(reply: Reply) -> str:
+    """``HTTP 503, request id abc`` for a retry's log line (no request id when the server sent none)."""
+    request_id = f", request id {reply.request_id}" if reply.request_id else ""
+    return f"HTTP {reply.status}{request_id}"

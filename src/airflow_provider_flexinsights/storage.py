@@ -16,10 +16,18 @@ Receiving and hashing run in the caller's thread while a second thread writes, s
 SHA-256 and the disk (or the object store's upload) overlap instead of taking turns; the queue
 between them holds at most a few chunks, and an object store's file buffers at most one upload part,
 so memory stays flat whatever the size of the export.
+
+Before the export starts, :func:`check_writable` makes sure the destination can be written at all,
+so a mistake costs no export and no retry: the same errors met while writing are raised, whatever
+the moment, as one :class:`~.exceptions.FlexInsightsDestinationError` sentence naming the path and
+the fix (an error no retry can fix: a file where a folder is needed, no permission, a read-only
+file system, a folder at the destination, no such bucket).
 """
 
 from __future__ import annotations
 
+import errno
+import getpass
 import hashlib
 import logging
 import queue
@@ -31,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
+from airflow_provider_flexinsights.exceptions import FlexInsightsDestinationError
+
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
     from fsspec import AbstractFileSystem
@@ -39,6 +49,11 @@ log = logging.getLogger(__name__)
 
 _QUEUED_CHUNKS = 8
 _END = b""
+# Stores whose first path component is a bucket (or container) that an upload cannot create.
+_BUCKET_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+# Errors of the filesystem that the same write will meet again, however often it is retried.
+_PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR})
+_PERMANENT_TYPES = (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError)
 
 
 @dataclass(frozen=True)
@@ -86,22 +101,130 @@ def display_path(target: ObjectStoragePath) -> str:
     return str(target.path) if is_local(target) else f"{target.protocol}://{target.path}"
 
 
+def check_writable(destination: str) -> None:
+    """Raise :class:`FlexInsightsDestinationError` now if ``destination`` cannot be written.
+
+    Local: the missing folders are created, and a hidden file is created and removed beside the
+    target (what the write itself will do). Object stores: the bucket must exist and answer with
+    the connection's credentials; nothing is written, since a probe object would be seen by
+    whoever lists the bucket (a key the credentials may not write is found at the upload).
+    Other errors (a full disk, an unreachable store) are left to the write, where a retry may help.
+    """
+    target = storage_path(destination)
+    try:
+        if is_local(target):
+            _probe_folder(target)
+        elif target.protocol in _BUCKET_STORES:
+            _probe_bucket(target)
+    except OSError as err:
+        _raise_if_permanent(target, err)
+        raise
+
+
 def write_atomically(destination: str, chunks: Iterable[bytes]) -> WrittenFile:
     """Stream ``chunks`` to ``destination``; return its size and SHA-256, computed as bytes pass."""
     target = storage_path(destination)
     write = _write_then_rename if is_local(target) else _upload_then_commit
-    digest = write(target, chunks)
+    try:
+        digest = write(target, chunks)
+    except OSError as err:  # the folder changed since the probe, or a key the store refuses
+        _raise_if_permanent(target, err)
+        raise
     return WrittenFile(display_path(target), digest.bytes, digest.sha256)
+
+
+def _probe_folder(target: ObjectStoragePath) -> None:
+    """Create the folders and a hidden file beside ``target``, then remove the file."""
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(target.path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    probe = _temporary_sibling(target)  # named like a temporary: a killed try's probe is cleaned up too
+    with probe.open("xb"):  # type: ignore[no-untyped-call]
+        pass
+    probe.unlink()
+
+
+def _probe_bucket(target: ObjectStoragePath) -> None:
+    """Ask the store about the bucket (S3: HeadBucket): it exists and the credentials reach it."""
+    try:
+        target.fs.info(target.bucket)
+    except FileNotFoundError:
+        raise FlexInsightsDestinationError(
+            f"Cannot write {display_path(target)}: the bucket {target.bucket!r} does not exist (or the "
+            f"{_connection_of(target)} cannot see it); create it, or fix the destination."
+        ) from None
+
+
+def _raise_if_permanent(target: ObjectStoragePath, err: OSError) -> None:
+    """Raise the one sentence for ``err`` if no retry can fix it; return for the others."""
+    if not (isinstance(err, _PERMANENT_TYPES) or err.errno in _PERMANENT_ERRNOS):
+        return
+    raise _unwritable(target, err) from None  # the sentence says it all: no OSError traceback under it
+
+
+def _unwritable(target: ObjectStoragePath, err: OSError) -> FlexInsightsDestinationError:
+    """What stands in the way of writing ``target``, and what to do about it, in one sentence."""
+    path = display_path(target)
+    if isinstance(err, IsADirectoryError) or err.errno == errno.EISDIR:
+        return FlexInsightsDestinationError(
+            f"Cannot write {path}: it is a folder; give the destination a file name, such as "
+            f"{path}/export.csv."
+        )
+    if not is_local(target):
+        return FlexInsightsDestinationError(
+            f"Cannot write {path}: the store refused access ({type(err).__name__}); check that the "
+            f"{_connection_of(target)} may write there."
+        )
+    folder = _nearest_existing(Path(target.path).parent)
+    if not folder.is_dir():
+        return FlexInsightsDestinationError(
+            f"Cannot write {path}: {folder} is a file, not a folder; move it away, or choose another "
+            "destination."
+        )
+    if err.errno == errno.EROFS:
+        return FlexInsightsDestinationError(
+            f"Cannot write {path}: {folder} is on a read-only file system; choose a destination on a "
+            "writable one."
+        )
+    return FlexInsightsDestinationError(
+        f"Cannot write {path}: {_user()} may not write in {folder} ({err.strerror or type(err).__name__}); "
+        "give it write access there, or choose another destination."
+    )
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """``folder`` if it exists, else its nearest ancestor that does: where creating it fails."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _user() -> str:
+    try:
+        return f"user {getpass.getuser()!r}"
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return "this process's user"
+
+
+def _connection_of(target: ObjectStoragePath) -> str:
+    return f"connection {target.conn_id!r}" if target.conn_id else "default credentials"
+
+
+def _temporary_sibling(target: ObjectStoragePath) -> ObjectStoragePath:
+    """A hidden, unique name beside ``target``, which :func:`_remove_leftover_temporaries` knows."""
+    return target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
 
 
 def _write_then_rename(target: ObjectStoragePath, chunks: Iterable[bytes]) -> _Digest:
     """Local files: write a hidden temporary sibling, then rename it over ``target`` (atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
+    temporary = _temporary_sibling(target)
     try:
         with temporary.open("wb") as out:  # type: ignore[no-untyped-call]
             digest = _stream(chunks, out)
-        temporary.rename(target)
+        # A plain rename, not ObjectStoragePath.rename: fsspec's move puts the file *into* a folder
+        # found at the destination (and reports success); a rename fails there, as it should.
+        Path(temporary.path).replace(target.path)
     except BaseException:
         with suppress(Exception):
             temporary.unlink(missing_ok=True)

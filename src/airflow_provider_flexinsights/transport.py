@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -52,6 +54,50 @@ def _resume(flow: Flow[T], outcome: Outcome) -> Effect:
 
 def _describe(err: Exception) -> str:
     return f"{type(err).__name__}: {err}"
+
+
+def _unreachable(err: Exception, base_url: str, *, detail: str | None = None) -> TransportError:
+    """A request that got no answer, in a few words naming the host and what to check: the HTTP
+    library's own text (urllib3's pool and retry internals) says neither and is repeated per try."""
+    parts = urlsplit(base_url)
+    address, host = parts.netloc, parts.hostname or parts.netloc
+    for cause in _causes(err):
+        if isinstance(cause, socket.gaierror):
+            return TransportError(
+                f"the host name {host} was not found", advice="check its spelling and this machine's DNS"
+            )
+        if isinstance(cause, ConnectionRefusedError):
+            return TransportError(
+                f"{address} refused the connection",
+                advice="check that the host and port are right and that the service is up",
+            )
+        if isinstance(cause, ssl.SSLError):
+            return TransportError(
+                f"the TLS handshake with {address} failed ({cause.reason or type(cause).__name__})",
+                advice="check the host name and this machine's CA certificates",
+            )
+        if isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__:
+            return TransportError(
+                f"{address} did not answer in time",
+                advice="check the network path to it (firewall, proxy); retrying later may work",
+            )
+    return TransportError(
+        f"the connection to {address} failed ({detail or type(err).__name__})",
+        advice=f"check the network between this machine and {address}; retrying later may work",
+    )
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and what it wraps: chained exceptions, urllib3's ``reason``, exceptions in ``args``."""
+    pending, seen = [err], set()
+    while pending:
+        cause = pending.pop(0)
+        if id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        yield cause
+        wrapped = [cause.__cause__, cause.__context__, getattr(cause, "reason", None), *cause.args]
+        pending += [inner for inner in wrapped if isinstance(inner, BaseException)]
 
 
 class SyncTransport:
@@ -110,7 +156,7 @@ class SyncTransport:
                 body = b"" if skip else response.content
             return Reply(response.status_code, response.headers, body, url=response.url)
         except requests.RequestException as err:
-            raise TransportError(_describe(err)) from err
+            raise _unreachable(err, self.base_url) from err
 
     @staticmethod
     @contextmanager
@@ -313,7 +359,7 @@ class _PoolSender:
                 skip_success_body=request.success_body == "discard",
             )
         except HttpError as err:
-            raise TransportError(_describe(err)) from err
+            raise _unreachable(err, self._base_url, detail=str(err)) from err
         return Reply(answer.status, answer.headers, answer.body, url=self._base_url + request.path)
 
     async def close(self) -> None:
@@ -353,7 +399,7 @@ class _HttpxSender:
                 await response.aclose()
             return Reply(response.status_code, response.headers, body, url=url)
         except httpx.HTTPError as err:
-            raise TransportError(_describe(err)) from err
+            raise _unreachable(err, self.base_url) from err
 
     async def close(self) -> None:
         await self._http.aclose()

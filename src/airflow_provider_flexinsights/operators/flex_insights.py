@@ -371,6 +371,13 @@ class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
         """The rendered ``destination``: a file path or object storage URI, without credentials."""
         return validation.destination(self.destination)
 
+    def preflight(self, spec: ExportSpec, context: Context) -> None:
+        """Fail before the export if the destination cannot be written (no folder, no permission,
+        no bucket): the export would run, download, and then fail at the write."""
+        from airflow_provider_flexinsights.storage import check_writable
+
+        check_writable(spec.destination)
+
     def write(self, spec: ExportSpec, chunks: Iterator[bytes]) -> Mapping[str, Any]:
         """Stream the CSV to ``destination`` atomically: temporary file and rename, or a deferred upload."""
         from airflow_provider_flexinsights.storage import write_atomically
