@@ -34,8 +34,8 @@ from airflow_provider_flexinsights.export import download
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.protocol import Auth, Request
 from airflow_provider_flexinsights.session import Send, TransportError
-from airflow_provider_flexinsights.storage import WrittenFile, write_atomically
-from airflow_provider_flexinsights.transport import SyncTransport
+from airflow_provider_flexinsights.storage import _BUFFER_BYTES, WrittenFile, _stream, write_atomically
+from airflow_provider_flexinsights.transport import DOWNLOAD_CHUNK_SIZE, SyncTransport
 
 DATES = ("2024-03-01", "2024-03-03")  # about 120 kB
 
@@ -116,10 +116,7 @@ def test_a_download_is_exact_at_any_chunk_size(tmp_path: Path, flex_connection: 
         uri = client.start_export(DEMO_WORKSPACE, report_id, *DATES)
         written, _ = download(client, client.check_export(uri), write_to(tmp_path / "export.csv"))
 
-    if report_id == BULK_REPORT:
-        expected = b"".join(iter_bulk_report(DEMO_WORKSPACE, BULK_REPORT, dt.date(2024, 3, 1), 3 << 20))
-    else:
-        expected = render_report(DEMO_WORKSPACE, report_id, *DATES)
+    expected = bulk_bytes(3) if report_id == BULK_REPORT else render_report(DEMO_WORKSPACE, report_id, *DATES)
     assert (tmp_path / "export.csv").read_bytes() == expected
     assert (written.bytes, written.sha256) == (len(expected), hashlib.sha256(expected).hexdigest())
 
@@ -143,6 +140,62 @@ def test_a_body_cut_before_its_last_chunk_writes_nothing(
     if emulator.config.faults[0].kind == "truncate":
         assert "closed before the last chunk" in str(broken.value)
     assert list(tmp_path.iterdir()) == []
+
+
+class RecordingFile:
+    """A file that keeps what each write gave it (a copy: the writer reuses its buffers)."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+def bulk_bytes(mb: int) -> bytes:
+    return b"".join(iter_bulk_report(DEMO_WORKSPACE, BULK_REPORT, dt.date(2024, 3, 1), mb << 20))
+
+
+@pytest.mark.parametrize("emulator_config", [emulator_with(8 << 10, bulk_mb=3)], ids=["8KiB"])
+def test_8_kib_chunks_reach_the_file_in_whole_buffers(flex_connection: str) -> None:
+    """The body is piped into the writer's buffers: every write is one full buffer (the last
+    excepted), not a write per chunk nor per socket read, and the hash covers exactly those bytes."""
+    out = RecordingFile()
+    with FlexInsightsHook().session() as client:
+        uri = client.start_export(DEMO_WORKSPACE, BULK_REPORT, *DATES)
+        with client.open_csv(client.check_export(uri)) as body:
+            digest = _stream(body, out)
+
+    expected = bulk_bytes(3)
+    assert b"".join(out.writes) == expected
+    assert (digest.bytes, digest.sha256) == (len(expected), hashlib.sha256(expected).hexdigest())
+    assert {len(write) for write in out.writes[:-1]} == {_BUFFER_BYTES}
+    assert len(out.writes) == -(-len(expected) // _BUFFER_BYTES)
+
+
+def test_small_pieces_from_any_source_are_coalesced_before_writing() -> None:
+    pieces = [bytes([n % 251]) * 1000 for n in range(2000)]  # 2 MB in 1 kB pieces
+    out = RecordingFile()
+
+    digest = _stream(iter(pieces), out)
+
+    expected = b"".join(pieces)
+    assert b"".join(out.writes) == expected
+    assert digest.sha256 == hashlib.sha256(expected).hexdigest()
+    assert len(out.writes) == -(-len(expected) // _BUFFER_BYTES)
+
+
+@pytest.mark.parametrize("emulator_config", [emulator_with(8 << 10, bulk_mb=3)], ids=["8KiB"])
+def test_iterating_a_body_of_8_kib_chunks_gives_large_pieces(flex_connection: str) -> None:
+    """Other consumers (COPY into a database, Parquet) iterate: a piece per chunk would cost them."""
+    with FlexInsightsHook().session() as client:
+        uri = client.start_export(DEMO_WORKSPACE, BULK_REPORT, *DATES)
+        with client.open_csv(client.check_export(uri)) as body:
+            pieces = list(body)
+
+    assert b"".join(pieces) == bulk_bytes(3)
+    assert min(len(piece) for piece in pieces[:-1]) >= DOWNLOAD_CHUNK_SIZE
 
 
 # --- bodies the fast path leaves to requests, and framing it refuses -------------------------------

@@ -12,10 +12,10 @@ How a file is committed depends on what the filesystem can do atomically:
   failure calls ``discard()``, which aborts the upload (parts already sent included), so neither a
   partial object nor a temporary one is ever visible, and an object already there stays as it was.
 
-Receiving and hashing run in the caller's thread while a second thread writes, so the network,
-SHA-256 and the disk (or the object store's upload) overlap instead of taking turns; the queue
-between them holds at most a few chunks, and an object store's file buffers at most one upload part,
-so memory stays flat whatever the size of the export.
+Receiving runs in the caller's thread while a second thread hashes and writes, so the network,
+SHA-256 and the disk (or the object store's upload) overlap instead of taking turns; between them
+are at most a few reused buffers of 256 KiB, and an object store's file buffers at most one upload
+part, so memory stays flat whatever the size of the export.
 
 Before the export starts, :func:`check_writable` makes sure the destination can be written at all,
 so a mistake costs no export and no retry: the same errors met while writing are raised, whatever
@@ -33,11 +33,11 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 
 from airflow_provider_flexinsights.exceptions import FlexInsightsDestinationError
 
@@ -47,8 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_QUEUED_CHUNKS = 8
-_END = b""
+_BUFFER_BYTES = 256 << 10  # a buffer stays in a core's L2 cache while it is hashed and written
+_BUFFERS = 8  # per file being written: at most 2 MiB of buffers, whatever its size
 # Stores whose first path component is a bucket (or container) that an upload cannot create.
 _BUCKET_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 # Errors of the filesystem that the same write will meet again, however often it is retried.
@@ -74,7 +74,7 @@ class _Digest:
 class _DeferredFile(Protocol):
     """An fsspec file opened with ``autocommit=False``: written and closed, then committed or discarded."""
 
-    def write(self, data: bytes) -> int: ...
+    def write(self, data: bytes | memoryview) -> int: ...
     def close(self) -> None: ...
     def commit(self) -> None: ...
     def discard(self) -> None: ...
@@ -291,23 +291,45 @@ def _forget(fs: AbstractFileSystem, out: _DeferredFile) -> None:
 
 
 def _stream(chunks: Iterable[bytes], out: IO[bytes] | _DeferredFile) -> _Digest:
-    """Write ``chunks`` to ``out`` in a background thread, hashing them in this one."""
-    digest, size = hashlib.sha256(), 0
+    """Write ``chunks`` to ``out`` through a background writer; a body that can ``pipe`` its pieces
+    (a download) hands them over as they are decoded."""
     with _BackgroundWriter(out) as writer:
-        for chunk in chunks:
-            if chunk:
-                digest.update(chunk)
-                size += len(chunk)
+        if isinstance(chunks, _Pipe):
+            chunks.pipe(writer.put)
+        else:
+            for chunk in chunks:
                 writer.put(chunk)
-    return _Digest(size, digest.hexdigest())
+    return writer.digest()
+
+
+@runtime_checkable
+class _Pipe(Protocol):
+    """A source that pushes its pieces to a sink (``transport.DownloadBody``)."""
+
+    def pipe(self, sink: Callable[[bytes], object]) -> None: ...
 
 
 class _BackgroundWriter:
-    """Writes queued chunks to ``out`` in its own thread; re-raises its error in the caller."""
+    """Coalesces pieces into a few reused buffers; a thread of its own hashes and writes each full
+    buffer to ``out``; its error is re-raised in the caller.
+
+    Pieces of any size (8 KiB chunks included) cost the caller one copy into the current buffer,
+    and the writer thread sees 256 KiB at a time: SHA-256 and the disk then run while the
+    caller receives the next buffer (hashlib and file writes release the GIL for large buffers).
+    The buffers are allocated once per file and reused, so a long download allocates nothing
+    (fresh large allocations cost a page fault per 4 KiB). At most ``_BUFFERS`` of
+    ``_BUFFER_BYTES`` exist: memory is flat whatever the size of the file.
+    """
 
     def __init__(self, out: IO[bytes] | _DeferredFile) -> None:
         self._out = out
-        self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=_QUEUED_CHUNKS)
+        self._sha256 = hashlib.sha256()
+        self._size = 0
+        self._allocated = 0
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        self._full: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self._buffer = self._new_buffer()
+        self._filled = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="flex-insights-writer", daemon=True)
 
@@ -315,26 +337,60 @@ class _BackgroundWriter:
         self._thread.start()
         return self
 
-    def put(self, chunk: bytes) -> None:
-        self._raise_if_failed()
-        self._chunks.put(chunk)
+    def put(self, piece: bytes) -> None:
+        """Copy ``piece`` into the current buffer, handing full buffers to the writer thread."""
+        room = len(self._buffer) - self._filled
+        if len(piece) < room:  # the common case, kept short: one copy
+            self._buffer[self._filled : self._filled + len(piece)] = piece
+            self._filled += len(piece)
+            return
+        rest = memoryview(piece)
+        while len(rest) >= room:
+            self._buffer[self._filled :] = rest[:room]
+            rest = rest[room:]
+            self._hand_over(len(self._buffer))
+            self._buffer, self._filled = self._take_free_buffer(), 0
+            room = len(self._buffer)
+        self._buffer[: len(rest)] = rest
+        self._filled = len(rest)
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._error is None:
-            self._chunks.put(_END)  # on a caller error too: the writer stops, nothing is left hanging
+        if exc_info[0] is None and self._error is None and self._filled:
+            self._hand_over(self._filled)
+        self._full.put(None)  # on a caller error too: the writer stops, nothing is left hanging
         self._thread.join()
         if exc_info[0] is None:
             self._raise_if_failed()
 
+    def digest(self) -> _Digest:
+        """Size and SHA-256 of what was written (once the writer has finished)."""
+        return _Digest(self._size, self._sha256.hexdigest())
+
+    def _hand_over(self, length: int) -> None:
+        """Queue the first ``length`` bytes of the current buffer for the writer thread."""
+        self._raise_if_failed()
+        self._full.put((self._buffer, length))
+
+    def _take_free_buffer(self) -> memoryview:
+        if self._free.empty() and self._allocated < _BUFFERS:
+            return self._new_buffer()  # small files use one buffer, large ones at most _BUFFERS
+        return self._free.get()
+
+    def _new_buffer(self) -> memoryview:
+        self._allocated += 1
+        return memoryview(bytearray(_BUFFER_BYTES))
+
     def _drain(self) -> None:
-        try:
-            while chunk := self._chunks.get():
-                self._out.write(chunk)
-        except BaseException as err:
-            self._error = err
-            with suppress(queue.Empty):  # unblock a caller waiting on a full queue
-                while True:
-                    self._chunks.get_nowait()
+        while (full := self._full.get()) is not None:
+            buffer, length = full
+            if self._error is None:
+                try:
+                    self._sha256.update(buffer[:length])
+                    self._out.write(buffer[:length])  # io's contract: the buffer is not kept
+                    self._size += length
+                except BaseException as err:
+                    self._error = err  # the caller raises it; buffers keep coming back meanwhile
+            self._free.put(buffer)
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:

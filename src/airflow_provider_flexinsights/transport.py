@@ -27,7 +27,8 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0
-DOWNLOAD_CHUNK_SIZE = 256 << 10  # below malloc's mmap threshold: pieces reuse freed memory, no page faults
+DOWNLOAD_CHUNK_SIZE = 256 << 10  # the pieces a DownloadBody's iteration yields
+RECEIVE_BYTES = 64 << 10  # per socket read: the pieces llhttp returns stay below malloc's mmap threshold
 ASYNC_CONNECTIONS = 20  # per triggerer session: plenty for polls, gentle on the API
 
 
@@ -160,37 +161,68 @@ class SyncTransport:
 
     @staticmethod
     @contextmanager
-    def open_body(reply: Reply) -> Iterator[Iterator[bytes]]:
-        """Chunks of a body fetched with ``success_body="stream"``; the response closes on exit."""
+    def open_body(reply: Reply) -> Iterator[DownloadBody]:
+        """The body of a reply fetched with ``success_body="stream"``; the response closes on exit."""
         response: requests.Response = reply.stream
         with response:
-            yield _chunks(response)
+            yield DownloadBody(_decoded_reads(response))
 
     def close(self) -> None:
         self._http.close()
 
 
-def _chunks(response: requests.Response) -> Iterator[bytes]:
-    """The body in pieces; a broken stream (reset, truncated chunking, timeout) is a TransportError."""
+class DownloadBody(Iterator[bytes]):
+    """A body being received: iterate it for pieces of about ``DOWNLOAD_CHUNK_SIZE``, or ``pipe`` it.
+
+    ``pipe`` hands each piece to a sink as it is decoded (8 KiB pieces when the server sends 8 KiB
+    chunks), without joining them first: a sink that copies them into buffers it reuses (the file
+    writer) then allocates nothing per piece. A broken stream is a TransportError, either way.
+    """
+
+    def __init__(self, reads: Iterator[list[bytes]]) -> None:
+        self._reads = reads
+
+    def __next__(self) -> bytes:
+        pieces: list[bytes] = []
+        size = 0
+        for read in self._reads:
+            pieces += read
+            size += sum(map(len, read))
+            if size >= DOWNLOAD_CHUNK_SIZE:
+                break
+        if not pieces:
+            raise StopIteration
+        return b"".join(pieces)
+
+    def pipe(self, sink: Callable[[bytes], object]) -> None:
+        """Hand every piece of the rest of the body to ``sink``, in order."""
+        for read in self._reads:
+            for piece in read:
+                sink(piece)
+
+
+def _decoded_reads(response: requests.Response) -> Iterator[list[bytes]]:
+    """The body's pieces, a list per socket read; a broken stream (reset, truncated chunking,
+    timeout) is a TransportError. The sink's own errors never pass through here."""
     import requests
     from httptools import HttpParserError
 
     received = 0
     socket_file = _plain_chunked_source(response)
-    pieces = (
+    reads = (
         _decode_chunked(socket_file)
         if socket_file is not None
-        else response.iter_content(chunk_size=DOWNLOAD_CHUNK_SIZE)
+        else ([piece] for piece in response.iter_content(chunk_size=DOWNLOAD_CHUNK_SIZE))
     )
     try:
-        for piece in pieces:
-            received += len(piece)
-            yield piece
+        for pieces in reads:
+            received += sum(map(len, pieces))
+            yield pieces
     except (requests.RequestException, OSError, HttpParserError, _BodyCutShort) as err:
         raise TransportError(f"{_describe(err)}, after {received:,} bytes") from err
 
 
-def _plain_chunked_source(response: requests.Response) -> io.BufferedIOBase | None:
+def _plain_chunked_source(response: requests.Response) -> io.BufferedReader | None:
     """The socket file positioned at the body's first byte, when the body is chunked and not encoded.
 
     Those bodies (what Flex Insights sends) are read in large blocks and decoded in C, since urllib3
@@ -201,7 +233,7 @@ def _plain_chunked_source(response: requests.Response) -> io.BufferedIOBase | No
     encoding = response.headers.get("Content-Encoding", "identity").lower()
     http_client_response = getattr(response.raw, "_fp", None)
     socket_file = getattr(http_client_response, "fp", None)
-    if framing != "chunked" or encoding != "identity" or not isinstance(socket_file, io.BufferedIOBase):
+    if framing != "chunked" or encoding != "identity" or not isinstance(socket_file, io.BufferedReader):
         return None
     return socket_file
 
@@ -215,43 +247,41 @@ class _DecodedBody:
 
     def __init__(self) -> None:
         self.pieces: list[bytes] = []
-        self.size = 0
         self.complete = False
 
     def on_body(self, body: bytes) -> None:
         self.pieces.append(body)
-        self.size += len(body)
 
     def on_message_complete(self) -> None:
         self.complete = True
 
-    def take(self) -> bytes:
-        piece = b"".join(self.pieces)
-        self.pieces.clear()
-        self.size = 0
-        return piece
+    def take(self) -> list[bytes]:
+        pieces, self.pieces = self.pieces, []
+        return pieces
 
 
 # The parser needs a response head to frame what follows; the real one was read by http.client.
 _CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
-def _decode_chunked(socket_file: io.BufferedIOBase) -> Iterator[bytes]:
-    """The body of a chunked response, in pieces of about ``DOWNLOAD_CHUNK_SIZE`` whatever the chunks.
+def _decode_chunked(socket_file: io.BufferedReader) -> Iterator[list[bytes]]:
+    """The payload of a chunked response, as the pieces llhttp (via httptools) finds in each read.
 
-    The socket is read a block at a time and llhttp (via httptools) strips the framing, so Python
-    runs per block rather than per chunk; the pieces are large, so hashing and the writer thread
-    also see a few per megabyte. A body that ends before its last chunk raises ``_BodyCutShort``.
+    The socket is read ``RECEIVE_BYTES`` at a time into one reused buffer, so Python runs per read
+    rather than per chunk and no read allocates. A body that ends before its last chunk raises
+    ``_BodyCutShort``.
     """
     from httptools import HttpParserError, HttpResponseParser
 
     body = _DecodedBody()
     parser = HttpResponseParser(body)
     parser.feed_data(_CHUNKED_HEAD)
-    while not body.complete:
-        # read1, not readinto1: with bytes already buffered (a small body read with the headers),
-        # CPython's readinto1 into a block larger than the buffer still waits on the socket.
-        block = socket_file.read1(DOWNLOAD_CHUNK_SIZE)
+    buffer = memoryview(bytearray(RECEIVE_BYTES))
+    # What http.client already buffered with the headers first: read1 returns it without waiting on
+    # the socket (readinto1 into a buffer larger than the file's would wait for more). The file's
+    # buffer is then empty for good, and readinto1 reads the socket straight into ours.
+    block: bytes | memoryview = socket_file.read1(RECEIVE_BYTES)
+    while True:
         if not block:
             raise _BodyCutShort("the connection closed before the last chunk of the body")
         try:
@@ -259,8 +289,11 @@ def _decode_chunked(socket_file: io.BufferedIOBase) -> Iterator[bytes]:
         except HttpParserError:
             if not body.complete:
                 raise  # bytes after the body's end are not ours to judge
-        if body.size >= DOWNLOAD_CHUNK_SIZE or (body.complete and body.size):
+        if body.pieces:
             yield body.take()
+        if body.complete:
+            return
+        block = buffer[: socket_file.readinto1(buffer)]
 
 
 class AsyncTransport:
