@@ -71,6 +71,9 @@ def main() -> int:
         command = [airflow, "dags", "test", DAG_ID, args.date]
         run = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         calls = emulator.calls()
+    # The load gets an emulator whose exports are ready at once: the waiting was shown above.
+    with Emulator(EmulatorConfig(pending_polls=0)) as emulator:
+        env["AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT"] = airflow_connection(emulator.url)
         database = (args.output / "warehouse.db").resolve()
         load = load_into_sqlite(
             airflow, env, database, dt.date.fromisoformat(args.date) - dt.timedelta(days=1)
