@@ -65,7 +65,7 @@ def main() -> int:
         print(f"airflow db migrate failed (exit {migrate.returncode}) in {home}; see above.", file=sys.stderr)
         return 1
 
-    with Emulator(EmulatorConfig(pending_polls=3)) as emulator:
+    with Emulator(EmulatorConfig(pending_polls=2)) as emulator:  # deferred, then ready 3 s later
         env["AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT"] = airflow_connection(emulator.url)
         print(f"Emulator on {emulator.url}; running: airflow dags test {DAG_ID} {args.date}", flush=True)
         command = [airflow, "dags", "test", DAG_ID, args.date]
