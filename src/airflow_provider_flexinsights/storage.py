@@ -146,11 +146,12 @@ def _probe_folder(target: ObjectStoragePath) -> None:
 
 def _probe_bucket(target: ObjectStoragePath) -> None:
     """Ask the store about the bucket (S3: HeadBucket): it exists and the credentials reach it."""
+    bucket = target.path.split("/", 1)[0]  # not .bucket: Airflow 3.1 leaves the conn id in it
     try:
-        target.fs.info(target.bucket)
+        target.fs.info(bucket)
     except FileNotFoundError:
         raise FlexInsightsDestinationError(
-            f"Cannot write {display_path(target)}: the bucket {target.bucket!r} does not exist (or the "
+            f"Cannot write {display_path(target)}: the bucket {bucket!r} does not exist (or the "
             f"{_connection_of(target)} cannot see it); create it, or fix the destination."
         ) from None
 
