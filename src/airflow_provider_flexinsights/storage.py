@@ -208,7 +208,10 @@ def _user() -> str:
 
 
 def _connection_of(target: ObjectStoragePath) -> str:
-    return f"connection {target.conn_id!r}" if target.conn_id else "default credentials"
+    # Airflow 3.1's ObjectStoragePath has no .conn_id (AttributeError: retried, not this sentence);
+    # it keeps the id in storage_options, which 3.2+ strip of it.
+    conn_id = getattr(target, "conn_id", None) or target.storage_options.get("conn_id")
+    return f"connection {conn_id!r}" if conn_id else "default credentials"
 
 
 def _temporary_sibling(target: ObjectStoragePath) -> ObjectStoragePath:
