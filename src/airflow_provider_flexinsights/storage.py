@@ -12,8 +12,8 @@ How a file is committed depends on what the filesystem can do atomically:
   failure calls ``discard()``, which aborts the upload (parts already sent included), so neither a
   partial object nor a temporary one is ever visible, and an object already there stays as it was.
 
-Receiving runs in the caller's thread while a second thread hashes and writes, so the network,
-SHA-256 and the disk (or the object store's upload) overlap instead of taking turns; between them
+Receiving runs in the caller's thread while a second thread hashes and a third writes, so the
+network, SHA-256 and the disk (or the object store's upload) overlap instead of taking turns; between them
 are at most a few reused buffers of 256 KiB, and an object store's file buffers at most one upload
 part, so memory stays flat whatever the size of the export.
 
@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from airflow_provider_flexinsights.exceptions import FlexInsightsDestinationError
 
@@ -314,15 +314,17 @@ class _Pipe(Protocol):
 
 
 class _BackgroundWriter:
-    """Coalesces pieces into a few reused buffers; a thread of its own hashes and writes each full
-    buffer to ``out``; its error is re-raised in the caller.
+    """Coalesces pieces into a few reused buffers, which two threads of its own take in turn: one
+    hashes each full buffer, the other then writes it to ``out``; their error is re-raised in the
+    caller.
 
     Pieces of any size (8 KiB chunks included) cost the caller one copy into the current buffer,
-    and the writer thread sees 256 KiB at a time: SHA-256 and the disk then run while the
-    caller receives the next buffer (hashlib and file writes release the GIL for large buffers).
-    The buffers are allocated once per file and reused, so a long download allocates nothing
-    (fresh large allocations cost a page fault per 4 KiB). At most ``_BUFFERS`` of
-    ``_BUFFER_BYTES`` exist: memory is flat whatever the size of the file.
+    and the threads see 256 KiB at a time. SHA-256 alone costs about as much CPU as receiving, so
+    hashing and writing in one thread would pace the download; as a pipeline, receiving, hashing
+    and writing run at once on different buffers (hashlib, file writes and socket reads release
+    the GIL for large buffers). The buffers are allocated once per file and reused, so a long
+    download allocates nothing (fresh large allocations cost a page fault per 4 KiB). At most
+    ``_BUFFERS`` of ``_BUFFER_BYTES`` exist: memory is flat whatever the size of the file.
     """
 
     def __init__(self, out: IO[bytes] | _DeferredFile) -> None:
@@ -330,19 +332,24 @@ class _BackgroundWriter:
         self._sha256 = hashlib.sha256()
         self._size = 0
         self._allocated = 0
-        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
-        self._full: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self._free: queue.SimpleQueue[_Filled | None] = queue.SimpleQueue()
+        self._full: queue.SimpleQueue[_Filled | None] = queue.SimpleQueue()
+        hashed: queue.SimpleQueue[_Filled | None] = queue.SimpleQueue()
         self._buffer = self._new_buffer()
         self._filled = 0
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name="flex-insights-writer", daemon=True)
+        self._threads = [
+            self._stage("flex-insights-hasher", self._sha256.update, self._full, hashed),
+            self._stage("flex-insights-writer", self._write, hashed, self._free),
+        ]
 
     def __enter__(self) -> _BackgroundWriter:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def put(self, piece: bytes) -> None:
-        """Copy ``piece`` into the current buffer, handing full buffers to the writer thread."""
+        """Copy ``piece`` into the current buffer, handing full buffers to the threads."""
         room = len(self._buffer) - self._filled
         if len(piece) < room:  # the common case, kept short: one copy
             self._buffer[self._filled : self._filled + len(piece)] = piece
@@ -361,41 +368,65 @@ class _BackgroundWriter:
     def __exit__(self, *exc_info: object) -> None:
         if exc_info[0] is None and self._error is None and self._filled:
             self._hand_over(self._filled)
-        self._full.put(None)  # on a caller error too: the writer stops, nothing is left hanging
-        self._thread.join()
+        self._full.put(None)  # on a caller error too: the threads stop, nothing is left hanging
+        for thread in self._threads:
+            thread.join()
         if exc_info[0] is None:
             self._raise_if_failed()
 
     def digest(self) -> _Digest:
-        """Size and SHA-256 of what was written (once the writer has finished)."""
+        """Size and SHA-256 of what was written (once the threads have finished)."""
         return _Digest(self._size, self._sha256.hexdigest())
 
     def _hand_over(self, length: int) -> None:
-        """Queue the first ``length`` bytes of the current buffer for the writer thread."""
+        """Queue the first ``length`` bytes of the current buffer for the threads."""
         self._raise_if_failed()
-        self._full.put((self._buffer, length))
+        self._full.put(_Filled(self._buffer, length))
 
     def _take_free_buffer(self) -> memoryview:
         if self._free.empty() and self._allocated < _BUFFERS:
             return self._new_buffer()  # small files use one buffer, large ones at most _BUFFERS
-        return self._free.get()
+        free = self._free.get()
+        assert free is not None  # only the end of the pipeline sends None, after the last buffer
+        return free.buffer
 
     def _new_buffer(self) -> memoryview:
         self._allocated += 1
         return memoryview(bytearray(_BUFFER_BYTES))
 
-    def _drain(self) -> None:
-        while (full := self._full.get()) is not None:
-            buffer, length = full
-            if self._error is None:
-                try:
-                    self._sha256.update(buffer[:length])
-                    self._out.write(buffer[:length])  # io's contract: the buffer is not kept
-                    self._size += length
-                except BaseException as err:
-                    self._error = err  # the caller raises it; buffers keep coming back meanwhile
-            self._free.put(buffer)
+    def _write(self, data: memoryview) -> None:
+        self._out.write(data)  # io's contract: the buffer is not kept
+        self._size += len(data)
+
+    def _stage(
+        self,
+        name: str,
+        work: Callable[[memoryview], object],
+        inbox: queue.SimpleQueue[_Filled | None],
+        outbox: queue.SimpleQueue[_Filled | None],
+    ) -> threading.Thread:
+        """A thread doing ``work`` on each buffer from ``inbox``, in order, then passing it on.
+        After an error (its own or an earlier stage's) buffers still pass, undone, until the end."""
+
+        def run() -> None:
+            while (filled := inbox.get()) is not None:
+                if self._error is None:
+                    try:
+                        work(filled.buffer[: filled.length])
+                    except BaseException as err:
+                        self._error = err  # the caller raises it
+                outbox.put(filled)
+            outbox.put(None)
+
+        return threading.Thread(target=run, name=name, daemon=True)
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+class _Filled(NamedTuple):
+    """A buffer, and how many of its first bytes hold data."""
+
+    buffer: memoryview
+    length: int

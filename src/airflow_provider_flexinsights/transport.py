@@ -28,7 +28,7 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0
 DOWNLOAD_CHUNK_SIZE = 256 << 10  # the pieces a DownloadBody's iteration yields
-RECEIVE_BYTES = 64 << 10  # per socket read: the pieces llhttp returns stay below malloc's mmap threshold
+RECEIVE_BYTES = 256 << 10  # per socket read: fewer reads and parser calls; the CPU per GiB is least here
 ASYNC_CONNECTIONS = 20  # per triggerer session: plenty for polls, gentle on the API
 
 
