@@ -34,7 +34,7 @@ from airflow_provider_flexinsights.export import download
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.protocol import Auth, Request
 from airflow_provider_flexinsights.session import Send, TransportError
-from airflow_provider_flexinsights.storage import _BUFFER_BYTES, WrittenFile, _stream, write_atomically
+from airflow_provider_flexinsights.storage import _WRITE_BYTES, WrittenFile, _stream, write_atomically
 from airflow_provider_flexinsights.transport import DOWNLOAD_CHUNK_SIZE, SyncTransport
 
 DATES = ("2024-03-01", "2024-03-03")  # about 120 kB
@@ -158,9 +158,9 @@ def bulk_bytes(mb: int) -> bytes:
 
 
 @pytest.mark.parametrize("emulator_config", [emulator_with(8 << 10, bulk_mb=3)], ids=["8KiB"])
-def test_8_kib_chunks_reach_the_file_in_whole_buffers(flex_connection: str) -> None:
-    """The body is piped into the writer's buffers: every write is one full buffer (the last
-    excepted), not a write per chunk nor per socket read, and the hash covers exactly those bytes."""
+def test_8_kib_chunks_reach_the_file_in_64_kib_writes(flex_connection: str) -> None:
+    """The body is piped into the writer's buffers, written 64 KiB at a time (the last write
+    excepted): not a write per chunk, per socket read nor per buffer; the hash covers those bytes."""
     out = RecordingFile()
     with FlexInsightsHook().session() as client:
         uri = client.start_export(DEMO_WORKSPACE, BULK_REPORT, *DATES)
@@ -170,8 +170,8 @@ def test_8_kib_chunks_reach_the_file_in_whole_buffers(flex_connection: str) -> N
     expected = bulk_bytes(3)
     assert b"".join(out.writes) == expected
     assert (digest.bytes, digest.sha256) == (len(expected), hashlib.sha256(expected).hexdigest())
-    assert {len(write) for write in out.writes[:-1]} == {_BUFFER_BYTES}
-    assert len(out.writes) == -(-len(expected) // _BUFFER_BYTES)
+    assert {len(write) for write in out.writes[:-1]} == {_WRITE_BYTES}
+    assert len(out.writes) == -(-len(expected) // _WRITE_BYTES)
 
 
 def test_small_pieces_from_any_source_are_coalesced_before_writing() -> None:
@@ -183,7 +183,7 @@ def test_small_pieces_from_any_source_are_coalesced_before_writing() -> None:
     expected = b"".join(pieces)
     assert b"".join(out.writes) == expected
     assert digest.sha256 == hashlib.sha256(expected).hexdigest()
-    assert len(out.writes) == -(-len(expected) // _BUFFER_BYTES)
+    assert len(out.writes) == -(-len(expected) // _WRITE_BYTES)
 
 
 @pytest.mark.parametrize("emulator_config", [emulator_with(8 << 10, bulk_mb=3)], ids=["8KiB"])
