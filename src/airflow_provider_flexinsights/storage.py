@@ -227,7 +227,10 @@ def _write_then_rename(target: ObjectStoragePath, chunks: Iterable[bytes]) -> _D
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_sibling(target)
     try:
-        with temporary.open("wb") as out:  # type: ignore[no-untyped-call]
+        # A plain file, not ObjectStoragePath.open: its wrapper reports hook lineage on every
+        # write() call (an asset built per call, GIL held: it was most of the writer thread's CPU),
+        # and the lineage of a hidden temporary is noise; the operator reports the real file.
+        with open(temporary.path, "wb") as out:
             digest = _stream(chunks, out)
         # A plain rename, not ObjectStoragePath.rename: fsspec's move puts the file *into* a folder
         # found at the destination (and reports success); a rename fails there, as it should.
