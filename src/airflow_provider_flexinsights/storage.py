@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 
 _BUFFER_BYTES = 256 << 10  # a buffer stays in a core's L2 cache while it is hashed and written
 _BUFFERS = 32  # per file being written: at most 8 MiB of buffers, slack for a disk that stalls
-# Per write() call: a 256 KiB write to the page cache cost 6x four 64 KiB ones, measured on Linux
-# 6.18/ext4 (it allocates its pages as one large folio; docs/performance.md, "Page-cache writes").
+# Per write() call: on this project's VM (Linux 6.18, ext4) 256 KiB page-cache writes once cost 6x
+# as many 64 KiB ones, and never less (docs/performance.md, "Download, third pass", finding 4).
 _WRITE_BYTES = 64 << 10
 # Stores whose first path component is a bucket (or container) that an upload cannot create.
 _BUCKET_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
