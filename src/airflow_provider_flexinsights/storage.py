@@ -14,7 +14,7 @@ How a file is committed depends on what the filesystem can do atomically:
 
 Receiving runs in the caller's thread while a second thread hashes and a third writes, so the
 network, SHA-256 and the disk (or the object store's upload) overlap instead of taking turns;
-between them are at most 32 reused buffers of 256 KiB, and an object store's file buffers at most
+between them are at most 8 reused buffers of 1 MiB, and an object store's file buffers at most
 one upload part, so memory stays flat whatever the size of the export.
 
 Before the export starts, :func:`check_writable` makes sure the destination can be written at all,
@@ -47,8 +47,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_BUFFER_BYTES = 256 << 10  # a buffer stays in a core's L2 cache while it is hashed and written
-_BUFFERS = 32  # per file being written: at most 8 MiB of buffers, slack for a disk that stalls
+# Per buffer: each one handed over wakes a thread (on a VM, an interrupt to the other vCPU), so fewer,
+# larger buffers cost less; 1 MiB took 7-20% less time than 256 KiB, at every chunk size
+# (docs/performance.md, "Download, fourth pass"), and still fits a core's L2 cache here.
+_BUFFER_BYTES = 1 << 20
+_BUFFERS = 8  # per file being written: at most 8 MiB of buffers, slack for a disk that stalls
 # Per write() call: on this project's VM (Linux 6.18, ext4) 256 KiB page-cache writes once cost 6x
 # as many 64 KiB ones, and never less (docs/performance.md, "Download, third pass", finding 4).
 _WRITE_BYTES = 64 << 10
@@ -325,7 +328,7 @@ class _BackgroundWriter:
     caller.
 
     Pieces of any size (8 KiB chunks included) cost the caller one copy into the current buffer,
-    and the threads see 256 KiB at a time. SHA-256 alone costs about as much CPU as receiving, so
+    and the threads see 1 MiB at a time. SHA-256 alone costs about as much CPU as receiving, so
     hashing and writing in one thread would pace the download; as a pipeline, receiving, hashing
     and writing run at once on different buffers (hashlib, file writes and socket reads release
     the GIL for large buffers). The buffers are allocated once per file and reused, so a long
