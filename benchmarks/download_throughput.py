@@ -16,7 +16,7 @@ and removed, then a scratch file of the export's size is written and deleted, so
 writes into memory the guest really holds. On this project's VM the host takes freed guest memory
 back (free page reporting), and page-cache writes into memory it must fault in again cost 3-10x
 (docs/performance.md, "Download, fourth pass"): without this step a round measures the host more
-than either client. `--cold-memory` skips it.
+than either client. `--cold-memory` waits 5 s instead, so that the host has taken it back.
 
 `--baseline-src` times a second provider, another checkout's `src` (say, a `git worktree` of an
 older commit), in the same rounds: before/after figures from one run.
@@ -49,6 +49,7 @@ CHUNK_SIZES = {"8 KiB": 8 << 10, "64 KiB": 64 << 10, "1 MiB": 1 << 20}
 TARGET_RATIO = 0.9
 TARGET_RSS_GROWTH_MB = 50
 CHILD = Path(__file__).with_name("_provider_download.py")
+COLD_PAUSE_SECONDS = 5  # --cold-memory: long enough for this VM's host to take freed memory back
 
 
 @dataclass
@@ -96,15 +97,17 @@ def _file_sha256(path: Path) -> str:
 
 def _settle(path: Path, plan: Plan) -> None:
     """Same start for every download: no dirty pages still being written back, no earlier file, and
-    (unless ``--cold-memory``) as much free memory as the file needs, just freed, so still held."""
+    as much free memory as the file needs, just freed, so still held (``--cold-memory``: given back)."""
     os.sync()
     path.unlink(missing_ok=True)
-    if plan.warm_memory:
-        scratch, block = plan.work / "warm-up", bytes(1 << 20)
-        with scratch.open("wb") as file:
-            for _ in range(plan.size_mb + 64):  # the export, and some for the rest of the run
-                file.write(block)
-        scratch.unlink()  # its dirty pages are dropped, never written back
+    if not plan.warm_memory:
+        time.sleep(COLD_PAUSE_SECONDS)
+        return
+    scratch, block = plan.work / "warm-up", bytes(1 << 20)
+    with scratch.open("wb") as file:
+        for _ in range(plan.size_mb + 64):  # the export, and some for the rest of the run
+            file.write(block)
+    scratch.unlink()  # its dirty pages are dropped, never written back
 
 
 def download_with_provider(
@@ -198,7 +201,9 @@ def main() -> int:
     parser.add_argument("--chunk", choices=sorted(CHUNK_SIZES), action="append", help="default: all three")
     parser.add_argument("--smoke", action="store_true", help="16 MiB, 2 rounds, not judged")
     parser.add_argument("--baseline-src", metavar="SRC", help="another checkout's src, timed as 'baseline'")
-    parser.add_argument("--cold-memory", action="store_true", help="no scratch file before each download")
+    parser.add_argument(
+        "--cold-memory", action="store_true", help="wait 5 s before each download instead of warming memory"
+    )
     args = parser.parse_args()
     size_mb, rounds = (16, 2) if args.smoke else (args.size_mb, args.rounds)
     curl = shutil.which("curl")
@@ -218,7 +223,9 @@ def main() -> int:
             result = measure_chunk_size(label, plan)
             report(result, checks)
             growth = max([growth, *(run.rss_growth_mb for run in result.runs["provider"])])
-    memory = "cold (--cold-memory)" if args.cold_memory else "warmed before each download"
+    memory = (
+        "given back to the host before each download" if args.cold_memory else "warmed before each download"
+    )
     print(f"export of {size_mb:,} MiB per chunk size; memory {memory}; {machine_line()}")
     target = f"over a 1 MB export in the same process, largest of all runs (target <= {TARGET_RSS_GROWTH_MB})"
     checks.judge("peak RSS growth", growth <= TARGET_RSS_GROWTH_MB, f"{growth:.1f} MB {target}")
