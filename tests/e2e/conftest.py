@@ -1,4 +1,8 @@
-"""One real Airflow deployment and one emulator for the whole end-to-end session."""
+"""One real Airflow deployment and one emulator for the whole end-to-end session.
+
+The deployment's metadata database is PostgreSQL, as in production: its scheduler, dag-processor,
+triggerer, api-server and LocalExecutor workers all write to it at once, and on SQLite a
+seven-day backfill under load met "database is locked" (one file, one writer at a time)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ import pytest
 
 from airflow_provider_flexinsights.emulator import Emulator, airflow_connection
 
-from tests.e2e.deployment import DAG_FILES, AirflowDeployment
+from tests.e2e.deployment import DAG_FILES, AirflowDeployment, PostgresDatabase
+from tests.postgres_server import PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +34,7 @@ def emulator(shared_emulator: Emulator) -> Iterator[Emulator]:
 
 @pytest.fixture(scope="session")
 def deployment(
-    shared_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
+    shared_emulator: Emulator, postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowDeployment]:
     home = tmp_path_factory.mktemp("airflow-e2e")
     airflow = AirflowDeployment(
@@ -37,6 +42,7 @@ def deployment(
         DAG_FILES,
         airflow_connection(shared_emulator.url),
         {"AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR": str(home / "exports")},
+        database=PostgresDatabase(postgres_server, "airflow_local"),
     )
     try:
         airflow.start_all()

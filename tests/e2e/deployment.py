@@ -1,9 +1,10 @@
 """Real Airflow 3 deployments on loopback, started and stopped by the tests.
 
 ``AirflowDeployment``: the api-server, scheduler (LocalExecutor), dag-processor and triggerer run as
-separate processes, each in its own process group, with an SQLite metadata database in a temporary
-Airflow home. ``CeleryDeployment``: the distributed shape production runs, on one machine: a
-PostgreSQL metadata database, Redis as the Celery broker, two Celery workers and two triggerers
+separate processes, each in its own process group, in a temporary Airflow home, on the metadata
+database it is given (PostgreSQL for the operations proofs, SQLite by default).
+``CeleryDeployment``: the distributed shape production runs, on one machine: a PostgreSQL metadata
+database, Redis as the Celery broker, two Celery workers and two triggerers
 (each with a host name of its own), scheduler, dag-processor and api-server. Tests read states
 straight from the metadata database and look at the process table to prove that no worker holds a
 deferred task.

@@ -1,4 +1,4 @@
-"""Proofs that run on every deployment (LocalExecutor on SQLite, CeleryExecutor on PostgreSQL):
+"""Proofs that run on every deployment (LocalExecutor and CeleryExecutor, both on PostgreSQL):
 each test module calls them with its own deployment."""
 
 from __future__ import annotations
