@@ -40,9 +40,7 @@ class RunningEmulator:
         return document
 
     def settings(self) -> ConnectionSettings:
-        return connection_settings(
-            "benchmark", host=self.url, port=None, login=DEMO_EMAIL, password=DEMO_PASSWORD, extra={}
-        )
+        return demo_settings(self.url)
 
     def client(self) -> FlexInsightsClient:
         return FlexInsightsClient(self.settings())
@@ -66,6 +64,13 @@ class RunningEmulator:
         answer = requests.get(f"{self.url}/gdc/account/token", headers={"X-GDC-AuthSST": sst}, timeout=30)
         token: str = answer.json()["userToken"]["token"]
         return token
+
+
+def demo_settings(url: str) -> ConnectionSettings:
+    """The emulator's demo account at ``url``, as a connection would give it."""
+    return connection_settings(
+        "benchmark", host=url, port=None, login=DEMO_EMAIL, password=DEMO_PASSWORD, extra={}
+    )
 
 
 @contextmanager

@@ -5,57 +5,45 @@ small report (its memory baseline), prints ``ready``, waits for a line on stdin 
 settles the machine meanwhile), then times the worker's download path: ``check_export`` (on a
 ready export, that GET is the download), ``open_csv`` into ``write_atomically``, hashing as bytes
 pass. It prints one JSON line: seconds, CPU seconds, bytes, the SHA-256 it reported, and its peak
-RSS growth over the baseline. Only API the benchmarks have used since the first release is called,
-so ``--baseline-src`` can put an older checkout first on ``sys.path``.
+RSS growth over the baseline. Only API the benchmarks (``_harness`` included) have used since the
+first release is called, so ``--baseline-src`` can put an older checkout first on ``sys.path``.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from airflow_provider_flexinsights.emulator import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE, QUEUE_REPORT
+from _harness import cpu_seconds, demo_settings, peak_rss_mb
+
+from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient
 from airflow_provider_flexinsights.storage import write_atomically
-from airflow_provider_flexinsights.validation import connection_settings
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kilobytes
 
 
 def main(url: str, uri: str, destination: str) -> None:
-    settings = connection_settings(
-        "benchmark", host=url, port=None, login=DEMO_EMAIL, password=DEMO_PASSWORD, extra={}
-    )
-    client = FlexInsightsClient(settings)
+    client = FlexInsightsClient(demo_settings(url))
     with tempfile.TemporaryDirectory() as tmp:  # about 1 MB, through the same path: the baseline
         small = client.start_export(DEMO_WORKSPACE, QUEUE_REPORT, "2024-01-01", "2024-01-25")
         with client.open_csv(client.check_export(small)) as chunks:
             write_atomically(str(Path(tmp) / "small.csv"), chunks)
-    baseline_rss = _peak_rss_mb()
+    baseline_rss = peak_rss_mb()
     print("ready", flush=True)
     sys.stdin.readline()
-    cpu, began = _cpu_seconds(), time.perf_counter()
+    cpu, began = cpu_seconds(), time.perf_counter()
     with client.open_csv(client.check_export(uri)) as chunks:
         written = write_atomically(destination, chunks)
-    seconds, cpu = time.perf_counter() - began, _cpu_seconds() - cpu
+    seconds, cpu = time.perf_counter() - began, cpu_seconds() - cpu
     client.close()
     result = {
         "seconds": seconds,
         "cpu_seconds": cpu,
         "bytes": written.bytes,
         "sha256": written.sha256,
-        "rss_growth_mb": _peak_rss_mb() - baseline_rss,
+        "rss_growth_mb": peak_rss_mb() - baseline_rss,
     }
     print(json.dumps(result), flush=True)
 

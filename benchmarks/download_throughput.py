@@ -15,7 +15,7 @@ Before each download, whoever makes it, the machine is settled: earlier files ar
 and removed, then a scratch file of the export's size is written and deleted, so the download
 writes into memory the guest really holds. On this project's VM the host takes freed guest memory
 back (free page reporting), and page-cache writes into memory it must fault in again cost 3-10x
-(docs/performance.md, "Download, fourth pass"): without this step a round measures the host more
+(docs/performance.md, "The machine's memory"): without this step a round measures the host more
 than either client. `--cold-memory` waits 5 s instead, so that the host has taken it back.
 
 `--baseline-src` times a second provider, another checkout's `src` (say, a `git worktree` of an
@@ -163,14 +163,14 @@ def measure_chunk_size(label: str, plan: Plan) -> ChunkSizeResult:
         for round_ in range(plan.rounds):  # interleaved, each taking its turn to go first
             for who in order[round_ % len(order) :] + order[: round_ % len(order)]:
                 if who == "curl":
-                    result.runs[who].append(download_with_curl(running, uri, token, files[who], plan))
-                    continue
-                run = download_with_provider(running, uri, files[who], plan, plan.providers[who])
+                    run = download_with_curl(running, uri, token, files[who], plan)
+                else:
+                    run = download_with_provider(running, uri, files[who], plan, plan.providers[who])
                 result.runs[who].append(run)
-                result.same_bytes &= run.sha256 == _file_sha256(files[who])
-            result.mib = files["curl"].stat().st_size / 2**20
             curl_sha256 = _file_sha256(files["curl"])
-            result.same_bytes &= all(_file_sha256(files[who]) == curl_sha256 for who in plan.providers)
+            for who in plan.providers:  # each file read once: curl's bytes, and the SHA-256 reported
+                result.same_bytes &= _file_sha256(files[who]) == curl_sha256 == result.runs[who][-1].sha256
+        result.mib = files["curl"].stat().st_size / 2**20
     return result
 
 
@@ -185,12 +185,9 @@ def report(result: ChunkSizeResult, checks: Checks) -> None:
             line += f"; {median(ratios):.2f}x curl, round ratios {' '.join(f'{r:.2f}' for r in ratios)}"
         print(line)
     ratios = result.round_ratios("provider")
+    ratio = median(ratios)
     rounds = f"median of {len(ratios)} interleaved rounds; target >= {TARGET_RATIO}x"
-    checks.judge(
-        f"throughput at {result.label}",
-        median(ratios) >= TARGET_RATIO,
-        f"{median(ratios):.2f}x curl ({rounds})",
-    )
+    checks.judge(f"throughput at {result.label}", ratio >= TARGET_RATIO, f"{ratio:.2f}x curl ({rounds})")
     checks.judge(f"same bytes at {result.label}", result.same_bytes, "as curl, and the reported SHA-256")
 
 

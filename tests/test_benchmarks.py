@@ -43,3 +43,29 @@ def test_benchmark_runs_at_smoke_size(name: str) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for line in EXPECTED_LINES[name]:
         assert line in done.stdout
+
+
+def test_download_benchmark_times_a_baseline_checkout_in_the_same_rounds() -> None:
+    """``--baseline-src``: another checkout's provider (here this one's own src) downloads in every
+    round beside curl and this checkout, checked for the same bytes as them."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "download_throughput.py",
+            "--smoke",
+            "--chunk",
+            "64 KiB",
+            "--baseline-src",
+            "../src",
+        ],
+        cwd=REPO_ROOT / "benchmarks",
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    baseline = [line for line in done.stdout.splitlines() if "chunks: baseline" in line]
+    assert len(baseline) == 1 and "x curl, round ratios" in baseline[0]
+    assert "PASS same bytes at 64 KiB: as curl, and the reported SHA-256" in done.stdout
