@@ -124,7 +124,7 @@ def test_profile_current_redirects_307_to_the_users_profile(wire: Wire) -> None:
     #   GET /gdc/account/profile/5ad8... -> 200 {"accountSetting": {"login": ..., "links": {"self": ...}}}
     location = f"/gdc/account/profile/{PROFILE_ID}"
     account = {"accountSetting": {"login": "rubydev+admin@gooddata.com", "links": {"self": location}}}
-    session = Session(Credentials("rubydev+admin@gooddata.com", "pw"))
+    session = Session(Credentials("rubydev+admin@gooddata.com", "pw"), "https://analytics.ytica.com")
     sends, reply = scripted(
         session.send(protocol.current_profile()),
         [LOGIN_REPLY, token_reply("tt-1"), recorded(307, Location=location), recorded(200, account)],
@@ -146,7 +146,7 @@ def test_logout_with_a_stale_tt_gets_the_tt_challenge_and_the_sst_stays_alive(wi
     # GoodData_Process/all.yml: DELETE /gdc/account/login/{id} (SST + stale TT)
     #   -> 401, WWW-Authenticate: GoodData realm="GoodData API" cookie=GDCAuthTT, JSON error body;
     #   GET /gdc/account/token -> 200 {"userToken"}; DELETE again -> 204
-    session = Session(Credentials("a@b.c", "pw"))
+    session = Session(Credentials("a@b.c", "pw"), "https://analytics.ytica.com")
     scripted(session.send(protocol.current_profile()), [LOGIN_REPLY, token_reply("stale"), recorded(200)])
     challenge = recorded(
         401, RECORDED_TT_BODY, WWW_Authenticate=TT_CHALLENGE, Content_Type="application/json"

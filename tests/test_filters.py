@@ -342,7 +342,7 @@ def test_a_redirect_that_cannot_be_followed_safely_is_an_error(reply: Reply, mes
 
 
 def test_the_follow_flow_polls_a_202_after_a_wait_and_fetches_a_303_at_once() -> None:
-    flow = Session(Credentials("a@b.c", "pw")).send_following(LOOKUP)
+    flow = Session(Credentials("a@b.c", "pw"), "https://analytics.ytica.com").send_following(LOOKUP)
     effects: list[object] = []
     replies = iter(
         [

@@ -164,7 +164,7 @@ class FlexInsightsApi:
         """The report's grid (attributes, then metrics), or nothing when it has no definition."""
         report = protocol.read_object(workspace_id, report_id)
         reply = yield from self._send_in_workspace(report, protocol.OBJECT_HINT)
-        definition_uri = protocol.read_report_definition_uri(reply)
+        definition_uri = protocol.read_report_definition_uri(report, reply, self.base_url)
         if definition_uri is None:
             return ()
         request = protocol.read_object_at(definition_uri, "report definition")
@@ -185,8 +185,9 @@ class FlexInsightsApi:
     ) -> Flow[str]:
         """Start a raw export with these filters (one date filter, any attribute filters); return its URI."""
         wire = yield from self.filter_constraints(workspace_id, filters)
-        reply = yield from self.session.send(protocol.start_raw_export(workspace_id, report_id, wire))
-        return protocol.read_export_uri(reply)
+        request = protocol.start_raw_export(workspace_id, report_id, wire)
+        reply = yield from self.session.send(request)
+        return protocol.read_export_uri(request, reply, self.base_url)
 
     def filter_constraints(
         self, workspace_id: str, filters: Sequence[ExportFilter]

@@ -50,7 +50,7 @@ class FlexInsightsClient:
         on_secret: MaskSecret = _no_masker,
     ) -> None:
         self.settings = settings
-        self.session = Session(settings.credentials, retry=retry_policy)
+        self.session = Session(settings.credentials, settings.base_url, retry=retry_policy)
         self._api = FlexInsightsApi(self.session, settings.base_url, LookupCache())
         self._transport = SyncTransport(settings.base_url, on_secret=on_secret)
 
@@ -144,7 +144,7 @@ class AsyncFlexInsightsClient:
         self, settings: ConnectionSettings, *, on_secret: AsyncMaskSecret = _no_async_masker
     ) -> None:
         self.settings = settings
-        self.session = Session(settings.credentials)
+        self.session = Session(settings.credentials, settings.base_url)
         self._api = FlexInsightsApi(self.session, settings.base_url, LookupCache())
         self._transport = AsyncTransport(settings.base_url, on_secret=on_secret)
 

@@ -12,11 +12,12 @@ import datetime as dt
 import email.utils
 import enum
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from airflow_provider_flexinsights.exceptions import (
     FlexInsightsApiError,
@@ -172,9 +173,20 @@ class Login:
     profile_id: str
 
 
+_PROFILE_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def read_login(reply: Reply) -> Login:
-    user_login = reply.json()["userLogin"]
-    return Login(sst=user_login["token"], profile_id=user_login["profile"].rstrip("/").rsplit("/", 1)[-1])
+    """The SST, and the profile id the logout's path ends with (one plain path segment, checked)."""
+    try:
+        user_login = reply.json()["userLogin"]
+        sst, profile = user_login["token"], user_login["profile"]
+        profile_id = profile.rstrip("/").rsplit("/", 1)[-1]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise _unexpected_shape(reply, "the login") from err
+    if not isinstance(sst, str) or not _PROFILE_ID.fullmatch(profile_id):
+        raise _unexpected_shape(reply, "the login")
+    return Login(sst=sst, profile_id=profile_id)
 
 
 def read_temporary_token(reply: Reply) -> str:
@@ -187,15 +199,14 @@ def read_identifiers(reply: Reply) -> dict[str, str]:
     return {item["identifier"]: item["uri"] for item in reply.json()["identifiers"]}
 
 
-def read_export_uri(reply: Reply) -> str:
-    """The export's URI, query string included (the server needs it back as it gave it)."""
-    location = _header(reply.headers, "Location")
-    if reply.body:
-        uri: str = reply.json()["uri"]
-        return uri
-    if location:
-        return location
-    raise FlexInsightsApiError.from_reply("Flex Insights accepted the export but sent no export URI", reply)
+def read_export_uri(request: Request, reply: Reply, base_url: str) -> str:
+    """The export's path on the base URL, query string included (the server needs it back as it
+    gave it); checked by :func:`follow` like any location the server supplies."""
+    uri = _uri_in_body(reply) if reply.body else None
+    location = uri or _header(reply.headers, "Location")
+    if not location:
+        raise FlexInsightsApiError.from_reply("Flex Insights accepted the export but sent no export URI", reply)
+    return follow(location, base_url=base_url, source=_source_url(request, reply, base_url), action=request.action)
 
 
 class ExportState(enum.Enum):
@@ -299,22 +310,27 @@ def read_valid_elements(reply: Reply, offset: int) -> ElementPage:
 REDIRECT_STATUSES = frozenset({303, 307, 308})
 
 
-def redirect_target(request: Request, reply: Reply) -> Request | None:
+def redirect_target(request: Request, reply: Reply, base_url: str) -> Request | None:
     """The request a redirect asks for, or None when ``reply`` is no redirect.
 
     303 (validElements) is fetched with GET; 307/308 (``profile/current``) repeat the method and
-    body. Only a ``Location`` on the host the answer came from is followed: the request is sent
-    to the connection's own base URL with the tokens attached again, never to another host.
+    body. The ``Location`` goes through :func:`follow`: same origin as the base URL, or an error.
     """
     if reply.status not in REDIRECT_STATUSES:
         return None
-    path = _same_host_path(request, reply, _header(reply.headers, "Location"))
+    location = _header(reply.headers, "Location")
+    if not location:
+        raise FlexInsightsApiError.from_reply(
+            f"Flex Insights could not {request.action}: HTTP {reply.status} redirect without a Location",
+            reply,
+        )
+    path = follow(location, base_url=base_url, source=_source_url(request, reply, base_url), action=request.action)
     if reply.status == 303:
         return Request("GET", path, request.action, auth=request.auth, success_body=request.success_body)
     return Request(request.method, path, request.action, request.auth, request.json, request.success_body)
 
 
-def poll_target(request: Request, reply: Reply) -> Request | None:
+def poll_target(request: Request, reply: Reply, base_url: str) -> Request | None:
     """The GET that polls an answer still being computed (202), or None when ``reply`` is the answer.
 
     The poll goes to the ``Location`` if one is given, else to the ``uri`` the body names, else to
@@ -325,29 +341,70 @@ def poll_target(request: Request, reply: Reply) -> Request | None:
     if reply.status != 202:
         return None
     location = _header(reply.headers, "Location") or _uri_in_body(reply)
-    path = _same_host_path(request, reply, location) if location else request.path
+    source = _source_url(request, reply, base_url)
+    path = follow(location, base_url=base_url, source=source, action=request.action) if location else request.path
     return Request("GET", path, request.action, auth=request.auth, success_body=request.success_body)
 
 
-def _same_host_path(request: Request, reply: Reply, location: str | None) -> str:
-    """The path (and query, byte for byte) of a ``Location`` on the answer's own host."""
-    if not location:
-        raise _unfollowable(request, reply, "without a Location")
-    parts = urlsplit(location)
-    if parts.scheme or parts.netloc:
-        origin = urlsplit(reply.url)
-        target = urlsplit(urljoin(reply.url, location))
-        if not origin.netloc or (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
-            raise _unfollowable(request, reply, f"to another host ({parts.netloc})")
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+def _source_url(request: Request, reply: Reply, base_url: str) -> str:
+    """The absolute URL an answer came from: what its relative locations are resolved against."""
+    return reply.url or request_url(base_url, request.path)
 
 
-def _unfollowable(request: Request, reply: Reply, why: str) -> FlexInsightsApiError:
-    return FlexInsightsApiError.from_reply(
-        f"Flex Insights could not {request.action}: HTTP {reply.status} redirect {why}, which this "
-        "provider does not follow",
-        reply,
-    )
+# --- Locations: the one rule for every URL the server supplies ---------------------------------
+
+_PLAIN_URI = re.compile(r"[!-~]*")  # printable ASCII: no space, no control character, no CR/LF
+
+
+def request_url(base_url: str, path: str) -> str:
+    """The URL a request goes to: the base URL and a path of its own, nothing else.
+
+    Transports build every URL here. ``path`` is the provider's own or came through
+    :func:`follow`; anything that is not an absolute path of printable ASCII is refused, so no
+    text can turn the base URL into another host (``@other:8443/x``, ``.evil.test/x``, ``:8443/x``)
+    or a request line into two (CR/LF).
+    """
+    if not path.startswith("/") or path.startswith("//") or not _PLAIN_URI.fullmatch(path):
+        raise FlexInsightsApiError(
+            f"Refusing to send a request to {ascii(path)}: it is not a path on the connection's base URL "
+            f"{base_url}, so tokens could leave it; please report it."
+        )
+    return base_url.rstrip("/") + path
+
+
+def follow(location: str, *, base_url: str, source: str, action: str) -> str:
+    """The path on ``base_url`` that a server-supplied ``location`` names, or an error in one sentence.
+
+    Every location the server supplies (a ``Location`` header, a 202's ``uri``, an export URI, an
+    object link) is resolved against ``source``, the URL it came from, as RFC 3986 says, and
+    followed only to the base URL's own scheme, host and port (and under its path): a token never
+    travels anywhere else. Control characters and spaces are refused; the query is kept byte for
+    byte (the export's ``q`` is base64 with escapes the server needs back as it gave them).
+    """
+    if not _PLAIN_URI.fullmatch(location):
+        raise FlexInsightsApiError(
+            f"Flex Insights could not {action}: the server pointed to {ascii(location)[:200]}, which holds "
+            "spaces, control or non-ASCII characters; this provider does not follow it."
+        )
+    base = urlsplit(base_url)
+    try:
+        target = urlsplit(urljoin(source, location))
+        same_origin = _origin(target) == _origin(base)
+    except ValueError:  # a port that is no number
+        target, same_origin = urlsplit(""), False
+    prefix = base.path.rstrip("/")
+    if not same_origin or not target.path.startswith(prefix + "/"):
+        where = target.netloc.rpartition("@")[2] or ascii(location)[:200]
+        raise FlexInsightsApiError(
+            f"Flex Insights could not {action}: the server pointed to {where}, not to the connection's "
+            f"base URL {base_url}; this provider sends its tokens to no other place."
+        )
+    return target.path[len(prefix) :] + (f"?{target.query}" if target.query else "")
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int]:
+    default_port = {"http": 80, "https": 443}.get(parts.scheme.lower(), -1)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default_port
 
 
 def _uri_in_body(reply: Reply) -> str | None:
@@ -598,14 +655,18 @@ def read_object_at(uri: str, what: str) -> Request:
     return Request("GET", uri, f"read the {what} {uri}")
 
 
-def read_report_definition_uri(reply: Reply) -> str | None:
+def read_report_definition_uri(request: Request, reply: Reply, base_url: str) -> str | None:
     """A report object's current definition: the last of ``content.definitions`` (GoodData appends
-    each saved version, as gooddata-ruby's ``latest_report_definition_uri`` reads it)."""
+    each saved version, as gooddata-ruby's ``latest_report_definition_uri`` reads it), as a path
+    on the base URL (:func:`follow`)."""
     try:
         definitions = reply.json()["report"]["content"].get("definitions") or []
     except (KeyError, TypeError, AttributeError) as err:
         raise _unexpected_shape(reply, "the report") from err
-    return str(definitions[-1]) if definitions else None
+    if not definitions:
+        return None
+    source = _source_url(request, reply, base_url)
+    return follow(str(definitions[-1]), base_url=base_url, source=source, action=request.action)
 
 
 def read_report_grid(reply: Reply) -> tuple[GridItem, ...]:

@@ -99,10 +99,13 @@ class Session:
     def __init__(
         self,
         credentials: Credentials,
+        base_url: str,
         *,
         retry: RetryPolicy | None = None,
     ) -> None:
+        """``base_url``: where every server-supplied location must stay (:func:`.protocol.follow`)."""
         self._credentials = credentials
+        self.base_url = base_url
         self._retry = retry or DEFAULT_RETRY
         self._login: protocol.Login | None = None
         self._tt: str | None = None
@@ -124,7 +127,7 @@ class Session:
         """Send, following redirects; the request that got the final answer, and that answer."""
         for _ in range(MAX_REDIRECTS + 1):
             reply = yield from self._send_authorized(request, passthrough)
-            target = protocol.redirect_target(request, reply)
+            target = protocol.redirect_target(request, reply, self.base_url)
             if target is None:
                 return request, reply
             request = target
@@ -162,7 +165,7 @@ class Session:
         sent, reply = yield from self._send_redirected(request, frozenset())
         delays = schedule.delays()
         for poll in itertools.count(1):
-            next_request = protocol.poll_target(sent, reply)
+            next_request = protocol.poll_target(sent, reply, self.base_url)
             if next_request is None:
                 return reply
             if poll > MAX_FOLLOWS:

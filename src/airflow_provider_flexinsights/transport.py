@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from airflow_provider_flexinsights.protocol import Reply
+from airflow_provider_flexinsights.protocol import Reply, request_url
 from airflow_provider_flexinsights.session import Effect, Flow, Secret, Send, Sleep, TransportError
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ class SyncTransport:
         try:
             response = self._http.request(
                 request.method,
-                self.base_url + request.path,
+                request_url(self.base_url, request.path),
                 json=request.json,
                 headers=_headers(send),
                 stream=True,
@@ -421,7 +421,7 @@ class _HttpxSender:
         request = send.request
         try:
             built = self._http.build_request(
-                request.method, self.base_url + request.path, json=request.json, headers=_headers(send)
+                request.method, request_url(self.base_url, request.path), json=request.json, headers=_headers(send)
             )
             response: Any = await self._http.send(built, stream=True)
             url = str(response.url)
