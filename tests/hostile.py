@@ -122,7 +122,9 @@ class HostileServer:
         return _forward(self.upstream, request), False
 
 
-def response(status: int, body: bytes = b"", *, reason: str = "X", headers: dict[str, str] | None = None) -> bytes:
+def response(
+    status: int, body: bytes = b"", *, reason: str = "X", headers: dict[str, str] | None = None
+) -> bytes:
     """A well-framed answer (Content-Length), for rules that only bend the status or the headers."""
     lines = [f"HTTP/1.1 {status} {reason}"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]

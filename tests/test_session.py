@@ -85,7 +85,7 @@ class Script:
 
 
 def session(retry: RetryPolicy = NO_JITTER) -> Session:
-    return Session(Credentials("a@b.c", "pw"), retry=retry)
+    return Session(Credentials("a@b.c", "pw"), "https://analytics.ytica.com", retry=retry)
 
 
 def profile_flow(s: Session) -> Flow[str]:

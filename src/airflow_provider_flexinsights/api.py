@@ -12,7 +12,6 @@ from typing import Any
 from airflow_provider_flexinsights import protocol
 from airflow_provider_flexinsights.backoff import PollSchedule
 from airflow_provider_flexinsights.exceptions import (
-    FlexInsightsApiError,
     FlexInsightsExportGoneError,
     FlexInsightsExportTimeoutError,
     FlexInsightsNotFoundError,
@@ -26,7 +25,6 @@ log = logging.getLogger(__name__)
 IDENTIFIER_URI = "identifier uri"  # identifier -> object URI
 ELEMENT_URI = "element uri"  # (label, value title) -> element URI
 LABEL_VALUES = "label values"  # label -> every value it has
-TITLES_REFUSED = "titles refused"  # the workspace's validElements refuses ``titles`` (400)
 
 
 class LookupCache:
@@ -105,7 +103,7 @@ class FlexInsightsApi:
                 hint="The export expired; a new export with the same parameters can replace it.",
                 error_type=FlexInsightsExportGoneError,
             )
-        state = protocol.read_export_state(reply)
+        state = protocol.read_export_state(request, reply)
         return ExportStatus(state, export_uri, polls + 1, reply if state is ExportState.READY else None)
 
     def wait_for_export(
@@ -275,18 +273,8 @@ class FlexInsightsApi:
     def _fetch_titled_values(
         self, workspace_id: str, label_uri: str, label_name: str, titles: list[str]
     ) -> Flow[tuple[Element, ...]]:
-        """The values with these exact titles: by ``titles`` in the body where the workspace accepts
-        it, else (it answered 400 once: remembered) by the ``filter`` substring search, one per title,
-        keeping exact matches. docs/wire.md says why both ways exist."""
-        refused_key = self._key(workspace_id, TITLES_REFUSED)
-        if self.cache.get(refused_key) is None:
-            try:
-                return (yield from self._fetch_values(workspace_id, label_uri, label_name, titles=titles))
-            except FlexInsightsApiError as err:
-                if err.status != 400:
-                    raise
-                log.info("Flex Insights refused titles in validElements (%s); using its filter search.", err)
-                self.cache.put(refused_key, True)
+        """The values with these exact titles: the ``filter`` substring search, one per title,
+        keeping exact matches (the way recorded traffic shows: docs/wire.md, "validElements")."""
         elements: list[Element] = []
         for title in titles:
             matches = yield from self._fetch_values(workspace_id, label_uri, label_name, text=title)
@@ -299,16 +287,13 @@ class FlexInsightsApi:
         label_uri: str,
         label_name: str,
         *,
-        titles: list[str] | None = None,
         text: str | None = None,
     ) -> Flow[tuple[Element, ...]]:
         """validElements, page after page; each may answer 303 and 202 first (Session.send_following)."""
         elements: list[Element] = []
         offset: int | None = 0
         while offset is not None:
-            request = protocol.valid_elements(
-                workspace_id, label_uri, label_name, titles, offset=offset, text=text
-            )
+            request = protocol.valid_elements(workspace_id, label_uri, label_name, offset=offset, text=text)
             reply = yield from self.session.send_following(request)
             page = protocol.read_valid_elements(reply, offset)
             elements += page.elements

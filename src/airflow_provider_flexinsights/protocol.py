@@ -66,8 +66,11 @@ class Request:
     path: str
     action: str
     auth: Auth = Auth.TT
-    json: Mapping[str, Any] | None = None
+    json: Mapping[str, Any] | None = field(default=None, repr=False)  # the login's holds the password
     success_body: SuccessBody = "read"
+
+    def __post_init__(self) -> None:
+        check_path(self.path)  # whatever made it, a request never names another host
 
 
 @dataclass
@@ -205,8 +208,12 @@ def read_export_uri(request: Request, reply: Reply, base_url: str) -> str:
     uri = _uri_in_body(reply) if reply.body else None
     location = uri or _header(reply.headers, "Location")
     if not location:
-        raise FlexInsightsApiError.from_reply("Flex Insights accepted the export but sent no export URI", reply)
-    return follow(location, base_url=base_url, source=_source_url(request, reply, base_url), action=request.action)
+        raise FlexInsightsApiError.from_reply(
+            "Flex Insights accepted the export but sent no export URI", reply
+        )
+    return follow(
+        location, base_url=base_url, source=_source_url(request, reply, base_url), action=request.action
+    )
 
 
 class ExportState(enum.Enum):
@@ -215,12 +222,16 @@ class ExportState(enum.Enum):
     EMPTY = "empty"
 
 
-def read_export_state(reply: Reply) -> ExportState:
-    if reply.status == 202:
-        return ExportState.PENDING
-    if reply.status == 204:
-        return ExportState.EMPTY
-    return ExportState.READY
+_EXPORT_STATES = {200: ExportState.READY, 202: ExportState.PENDING, 204: ExportState.EMPTY}
+
+
+def read_export_state(request: Request, reply: Reply) -> ExportState:
+    """Only a 200 is a ready export (gooddata-java's ExportService: 200 ready, 202 pending, 204 no
+    data); any other answer the flow did not already handle is an error, never a CSV."""
+    state = _EXPORT_STATES.get(reply.status)
+    if state is None:
+        raise error_for(request, reply, hint="This provider expects 200, 202 or 204 here.")
+    return state
 
 
 # --- Filters: floating ranges, value lists, label values (validElements) ---------------------
@@ -246,26 +257,24 @@ def valid_elements(
     workspace_id: str,
     label_uri: str,
     label_name: str,
-    titles: list[str] | None = None,
     *,
     offset: int = 0,
     limit: int = VALID_ELEMENTS_PAGE_SIZE,
     text: str | None = None,
 ) -> Request:
-    """One page of a label's values (elements): those with these exact ``titles``, those whose
-    title contains ``text`` (the ``filter`` query parameter, a substring match), or all of them.
+    """One page of a label's values (elements): those whose title contains ``text`` (the ``filter``
+    query parameter, a substring match, as GoodData's Ruby client sends it), or all of them.
 
-    ``titles`` is sent to the live service by Flex solutions but is in no GoodData client or spec;
-    ``filter`` is what GoodData's own Ruby client sends (docs/wire.md, "validElements").
+    The body is the empty ``validElementsRequest`` recorded traffic shows: the service validates
+    bodies against a schema, so nothing unrecorded is sent (docs/wire.md, "validElements").
     """
     label_id = label_uri.rstrip("/").rsplit("/", 1)[-1]
-    body: dict[str, Any] = {"titles": titles} if titles is not None else {}
     query = f"offset={offset}&limit={limit}" + (f"&filter={quote(text, safe='')}" if text is not None else "")
     return Request(
         "POST",
         f"/gdc/md/{workspace_id}/obj/{label_id}/validElements?{query}",
         f"look up the values of {label_name} in workspace {workspace_id}",
-        json={"validElementsRequest": body},
+        json={"validElementsRequest": {}},
     )
 
 
@@ -324,7 +333,9 @@ def redirect_target(request: Request, reply: Reply, base_url: str) -> Request | 
             f"Flex Insights could not {request.action}: HTTP {reply.status} redirect without a Location",
             reply,
         )
-    path = follow(location, base_url=base_url, source=_source_url(request, reply, base_url), action=request.action)
+    path = follow(
+        location, base_url=base_url, source=_source_url(request, reply, base_url), action=request.action
+    )
     if reply.status == 303:
         return Request("GET", path, request.action, auth=request.auth, success_body=request.success_body)
     return Request(request.method, path, request.action, request.auth, request.json, request.success_body)
@@ -342,7 +353,11 @@ def poll_target(request: Request, reply: Reply, base_url: str) -> Request | None
         return None
     location = _header(reply.headers, "Location") or _uri_in_body(reply)
     source = _source_url(request, reply, base_url)
-    path = follow(location, base_url=base_url, source=source, action=request.action) if location else request.path
+    path = (
+        follow(location, base_url=base_url, source=source, action=request.action)
+        if location
+        else request.path
+    )
     return Request("GET", path, request.action, auth=request.auth, success_body=request.success_body)
 
 
@@ -359,17 +374,21 @@ _PLAIN_URI = re.compile(r"[!-~]*")  # printable ASCII: no space, no control char
 def request_url(base_url: str, path: str) -> str:
     """The URL a request goes to: the base URL and a path of its own, nothing else.
 
-    Transports build every URL here. ``path`` is the provider's own or came through
-    :func:`follow`; anything that is not an absolute path of printable ASCII is refused, so no
-    text can turn the base URL into another host (``@other:8443/x``, ``.evil.test/x``, ``:8443/x``)
-    or a request line into two (CR/LF).
+    Transports build every URL here, and every :class:`Request` checks its path when made: only an
+    absolute path of printable ASCII passes, so no text can turn the base URL into another host
+    (``@other:8443/x``, ``.evil.test/x``, ``:8443/x``) or one request line into two (CR/LF).
     """
+    check_path(path)
+    return base_url.rstrip("/") + path
+
+
+def check_path(path: str) -> None:
+    """Refuse, in one sentence, a request path that is not a plain absolute path."""
     if not path.startswith("/") or path.startswith("//") or not _PLAIN_URI.fullmatch(path):
         raise FlexInsightsApiError(
-            f"Refusing to send a request to {ascii(path)}: it is not a path on the connection's base URL "
-            f"{base_url}, so tokens could leave it; please report it."
+            f"Refusing to send a request to {ascii(path)[:200]}: it is not a path on the connection's base "
+            "URL, so tokens could leave it; please report it."
         )
-    return base_url.rstrip("/") + path
 
 
 def follow(location: str, *, base_url: str, source: str, action: str) -> str:
@@ -429,8 +448,12 @@ class Verdict(enum.Enum):
 
 
 def judge(request: Request, reply: Reply) -> Verdict:
-    """Decide on status code and ``WWW-Authenticate`` only, never on body text."""
-    if reply.status < 400:
+    """Decide on status code and ``WWW-Authenticate`` only, never on body text.
+
+    Success is a 2xx, or a redirect the session follows (303, 307, 308); any other status below 400
+    (a 302 to a login page, a 304, a stray 1xx) is no answer this API gives, so it fails.
+    """
+    if 200 <= reply.status < 300 or reply.status in REDIRECT_STATUSES:
         return Verdict.OK
     if reply.status == 401:
         return _judge_unauthorized(request, reply)
@@ -492,6 +515,11 @@ def error_for(
 
 
 def _default_hint(status: int) -> str:
+    if status < 200 or 300 <= status < 400:
+        return (
+            "This API never answers so; something between this machine and the service (a proxy, a "
+            "login page) may be answering instead: check the connection's host."
+        )
     if status == 403:
         return "Check that the connection's user has access to this workspace."
     if status in (404, 410):

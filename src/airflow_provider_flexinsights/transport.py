@@ -421,7 +421,10 @@ class _HttpxSender:
         request = send.request
         try:
             built = self._http.build_request(
-                request.method, request_url(self.base_url, request.path), json=request.json, headers=_headers(send)
+                request.method,
+                request_url(self.base_url, request.path),
+                json=request.json,
+                headers=_headers(send),
             )
             response: Any = await self._http.send(built, stream=True)
             url = str(response.url)

@@ -172,6 +172,11 @@ def _base_url(where: str, host: str | None, port: int | None, *, allow_http: boo
         return DEFAULT_BASE_URL
     url = host if "://" in host else f"https://{host}"
     parts = urlsplit(url)
+    if "@" in parts.netloc:  # first: the messages below repeat the host
+        raise FlexInsightsInputError(
+            f"{where} has a user name or password in its host (before '@'); remove it: the email and "
+            "password belong in the connection's login and password fields."
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FlexInsightsInputError(f"{where} has host {host!r}: use a URL like {DEFAULT_BASE_URL}.")
     if parts.scheme == "http" and not (allow_http or _is_loopback(parts.hostname)):

@@ -99,11 +99,6 @@ def main(argv: list[str] | None = None) -> None:
         type=dt.date.fromisoformat,
         help="the date floating filters count from, YYYY-MM-DD (default: the real date, UTC)",
     )
-    parser.add_argument(
-        "--refuse-titles",
-        action="store_true",
-        help="answer titles in a validElements body with the schema's 400 (unconfirmed on the live service)",
-    )
     args = parser.parse_args(argv)
     if args.pending_range and args.pending_range[0] > args.pending_range[1]:
         parser.error(
@@ -117,7 +112,6 @@ def main(argv: list[str] | None = None) -> None:
         tt_ttl=args.tt_ttl,
         today=args.today,
         chunk_bytes=args.chunk_bytes,
-        valid_elements_titles=not args.refuse_titles,
     )
     if args.bulk_report_mb:
         bulk = Report("Bulk queue report (benchmarks)", kind="bulk", size_bytes=args.bulk_report_mb << 20)

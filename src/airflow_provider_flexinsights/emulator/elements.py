@@ -3,8 +3,8 @@
 As recorded (docs/wire.md, "validElements"): the POST may answer 303 to a ``validElements?q=..&c=..``
 URI on the same path, whose GET may answer 202 (polled on that URI) before the 200; ``paging``
 writes ``offset`` and ``total`` as strings and has no ``next``; the ``filter`` query parameter
-keeps titles containing it. ``titles`` in the body (exact values) is accepted or refused with the
-schema's 400, as :attr:`~.model.EmulatorConfig.valid_elements_titles` says.
+keeps titles containing it. A body field no GoodData client sends (``titles``, which one public Flex
+solution sends) gets the schema's 400, as any unknown field does.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from airflow_provider_flexinsights.emulator.auth import require_tt
 from airflow_provider_flexinsights.emulator.exchange import Exchange, Reject, invalid_structure
 from airflow_provider_flexinsights.emulator.model import Label
 
-# The fields GoodData's clients send (gooddata-js, gooddata-java, gooddata-ruby); ``titles`` only
-# where the emulator is told the service accepts it.
+# The fields GoodData's clients send (gooddata-js, gooddata-java, gooddata-ruby).
 DOCUMENTED_FIELDS = frozenset(
     {"prompt", "uris", "complement", "includeTotalCountWithoutFilters", "restrictiveDefinition"}
     | {"restrictiveDefinitionContent"}
@@ -31,8 +30,8 @@ def valid_elements(exchange: Exchange) -> None:
     workspace_id, label = _label(exchange)
     body = exchange.json_body()
     exchange.logged_body = body
-    request = _element_request(exchange, body)
-    answer = _element_page(exchange, workspace_id, label, request.get("titles"))
+    _element_request(exchange, body)
+    answer = _element_page(exchange, workspace_id, label)
     detour = list(exchange.state.config.valid_elements_detour)
     if not detour:
         exchange.send_json(200, answer)
@@ -67,15 +66,9 @@ def _element_request(exchange: Exchange, body: Any) -> dict[str, Any]:
     )
     if not isinstance(request, dict):
         raise invalid_structure("validElementsRequest", "/validElementsRequest: an object expected")
-    allowed = DOCUMENTED_FIELDS | ({"titles"} if exchange.state.config.valid_elements_titles else set())
-    unknown = sorted(set(request) - allowed)
+    unknown = sorted(set(request) - DOCUMENTED_FIELDS)
     if unknown:
         raise invalid_structure("validElementsRequest", f"/validElementsRequest: unknown key '{unknown[0]}'")
-    titles = request.get("titles")
-    if titles is not None and (not isinstance(titles, list) or not all(isinstance(t, str) for t in titles)):
-        raise invalid_structure(
-            "validElementsRequest", "/validElementsRequest/titles: a list of strings expected"
-        )
     return request
 
 
@@ -108,8 +101,8 @@ def _label(exchange: Exchange) -> tuple[str, Label]:
     )
 
 
-def _element_page(exchange: Exchange, workspace_id: str, label: Label, titles: list[str] | None) -> Any:
-    """One page of values: those with these titles (exact), containing ``filter``, or all."""
+def _element_page(exchange: Exchange, workspace_id: str, label: Label) -> Any:
+    """One page of values: those containing ``filter``, or all."""
     params = {k: v[-1] for k, v in parse_qs(exchange.url.query).items()}
     try:
         offset = int(params.get("offset", "0"))
@@ -117,9 +110,7 @@ def _element_page(exchange: Exchange, workspace_id: str, label: Label, titles: l
     except ValueError:
         raise Reject(400, "offset and limit must be whole numbers") from None
     text = params.get("filter", "")
-    matching = [
-        t for t in label.titles if (titles is None or t in titles) and text.casefold() in t.casefold()
-    ]
+    matching = [t for t in label.titles if text.casefold() in t.casefold()]
     page = matching[offset : offset + limit]
     items = [{"element": {"uri": label.element_uri(workspace_id, t), "title": t}} for t in page]
     meta = {

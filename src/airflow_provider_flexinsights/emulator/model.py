@@ -147,9 +147,6 @@ class EmulatorConfig:
     # statuses each validElements lookup answers before its result, in order: (303, 202) is the
     # recorded redirect then a poll on the redirected URI; (303,) a redirect; (202,) a poll
     valid_elements_detour: tuple[int, ...] = ()
-    # whether validElements accepts ``titles`` in its body (unconfirmed on the live service:
-    # docs/wire.md); refused, it answers the schema's 400 like any unknown field
-    valid_elements_titles: bool = True
     valid_elements_max_page: int = 1000  # the most values one validElements page holds
     # CSV bodies are sent chunked (no Content-Length, as the real service does) in chunks of this
     # many bytes, the last one shorter; the real service's chunk size is not documented
