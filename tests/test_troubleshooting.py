@@ -107,6 +107,11 @@ CASES = [
         ("reports",),
         connection={"host": "http://flex.example.com"},
     ),
+    Case(
+        "password in its host",
+        cli=("reports",),
+        connection={"host": "http://analyst:secret@127.0.0.1:9"},
+    ),
     Case("could not start the export", {"R": "999999", "W": W}, ("export", "--report", "999999", *DAYS)),
     Case(
         "does not exist or you have no access",
