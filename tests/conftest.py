@@ -177,6 +177,18 @@ def secrets_in(text: str, emulator: Emulator) -> list[str]:
     return sorted(secret for secret in candidates if secret in text)
 
 
+def masks_the_sst_only(emulator: Emulator, work: Callable[[], object]) -> bool:
+    """Whether ``work`` (one session) registered its SST with Airflow's masker and not its TT: the
+    masker keeps every value for good, so only the long-lived SST goes there (docs/reliability.md)."""
+    from airflow.sdk.log import redact
+
+    before = emulator.issued_secrets
+    work()
+    (sst,) = emulator.issued_ssts - before
+    (tt,) = emulator.issued_secrets - before - {sst}
+    return str(redact(f"leaks {sst}")) == "leaks ***" and str(redact(f"leaks {tt}")) == f"leaks {tt}"
+
+
 @contextmanager
 def immutable(folder: Path) -> Iterator[Path]:
     """``folder`` made immutable (``chattr +i``): nothing can be created in it, not even by root,

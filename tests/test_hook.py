@@ -27,7 +27,7 @@ from airflow_provider_flexinsights.exceptions import (
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.protocol import ExportState
 
-from tests.conftest import CONN_ENV, CONNECTION_TEST_CALLS, connection_json, secrets_in
+from tests.conftest import CONN_ENV, CONNECTION_TEST_CALLS, connection_json, masks_the_sst_only, secrets_in
 
 FAST = PollSchedule(first=0.01, cap=0.05)
 
@@ -338,17 +338,14 @@ def test_unreachable_server_is_a_retryable_error_after_bounded_tries(monkeypatch
         client.verify_access()
 
 
-def test_minted_tokens_are_registered_with_the_secret_masker(
+def test_the_sst_is_registered_with_the_secret_masker_and_the_tt_is_not(
     flex_connection: str, emulator: Emulator
 ) -> None:
-    from airflow.sdk.log import redact
+    def work() -> None:
+        with FlexInsightsHook().session() as client:
+            client.verify_access()
 
-    with FlexInsightsHook().session() as client:
-        client.verify_access()
-
-    assert len(emulator.issued_secrets) == 2
-    for secret in emulator.issued_secrets:
-        assert secret not in str(redact(f"a log line that leaks {secret}"))
+    assert masks_the_sst_only(emulator, work)
 
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(faults=[Fault("logout", status=503, count=5)])])

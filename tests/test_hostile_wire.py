@@ -19,9 +19,9 @@ from airflow_provider_flexinsights import protocol
 from airflow_provider_flexinsights.emulator import DEMO_PASSWORD, DEMO_WORKSPACE, QUEUE_REPORT, Emulator
 from airflow_provider_flexinsights.exceptions import FlexInsightsApiError, FlexInsightsError
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
-from airflow_provider_flexinsights.session import Credentials, Send
+from airflow_provider_flexinsights.session import Credentials, Send, Token
 
-from tests.conftest import CONN_ENV, DagRunResult, connection_json
+from tests.conftest import CONN_ENV, DagRunResult, connection_json, secrets_in
 from tests.hostile import HostileServer, RawRequest, response
 from tests.test_trigger import make_trigger, run_as_triggerer, start_export
 
@@ -263,6 +263,48 @@ def test_objects_holding_the_password_or_tokens_hide_them_in_repr(wire: HostileS
         client.verify_access()
         shown = " ".join(map(repr, [login, sent, Credentials("a@b.c", DEMO_PASSWORD), hook.settings, client]))
         shown += repr(client.session)
+    token = Token("tt-secret")
+    shown += f"{token} {token!r} {token!s} {[token]} { ({'tt': token}) }"
 
     assert DEMO_PASSWORD not in shown
     assert "tt-secret" not in shown and "sst-secret" not in shown
+
+
+def echo_tokens(request: RawRequest) -> bytes:
+    """An error that repeats the request's tokens in its request id and its message."""
+    tokens = [request.header(protocol.TT_HEADER) or "", request.header(protocol.SST_HEADER) or ""]
+    body = {"error": {"message": "Token %s (session %s) refused", "parameters": tokens}}
+    return response(400, json.dumps(body).encode(), headers={"X-GDC-Request": "-".join(tokens)})
+
+
+def retry_echoing_tokens(request: RawRequest) -> bytes:
+    return response(503, headers={"X-GDC-Request": request.header(protocol.TT_HEADER) or ""})
+
+
+def test_tokens_a_server_echoes_never_reach_an_error_or_a_log_line_in_a_worker(
+    wire: HostileServer, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    with FlexInsightsHook().session() as client:
+        export_uri = client.start_export(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01")
+        wire.answer(is_export_poll, retry_echoing_tokens, times=1)
+        wire.answer(is_export_poll, echo_tokens)
+        with pytest.raises(FlexInsightsApiError) as refused:
+            client.check_export(export_uri)
+
+    told = str(refused.value) + caplog.text
+    assert "Token *** (session ***) refused" in str(refused.value) and "retry 1" in caplog.text
+    assert secrets_in(told, emulator) == []
+
+
+def test_tokens_a_server_echoes_never_reach_an_event_or_a_log_line_in_the_triggerer(
+    wire: HostileServer, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    export_uri = start_export()
+    wire.answer(is_export_poll, retry_echoing_tokens, times=1)
+    wire.answer(is_export_poll, echo_tokens)
+
+    events = run_as_triggerer(make_trigger(export_uri))
+
+    told = json.dumps(events) + caplog.text
+    assert "Token *** (session ***) refused" in events[0]["message"] and "retry 1" in caplog.text
+    assert secrets_in(told, emulator) == []

@@ -13,18 +13,29 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from airflow_provider_flexinsights.api import ExportStatus, FlexInsightsApi, LookupCache
 from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
-from airflow_provider_flexinsights.exceptions import FlexInsightsDownloadError
+from airflow_provider_flexinsights.exceptions import FlexInsightsDownloadError, FlexInsightsError
 from airflow_provider_flexinsights.filters import ExportFilter
 from airflow_provider_flexinsights.protocol import GridItem, MetadataObject, ReportSummary, SuccessBody
-from airflow_provider_flexinsights.session import Session, TransportError
+from airflow_provider_flexinsights.session import Flow, Session, TransportError
 from airflow_provider_flexinsights.transport import AsyncTransport, SyncTransport
 from airflow_provider_flexinsights.validation import ConnectionSettings
 
+T = TypeVar("T")
+
 MaskSecret = Callable[[str], None]
 AsyncMaskSecret = Callable[[str], Awaitable[None]]
+
+
+def _scrub(err: FlexInsightsError, session: Session) -> None:
+    """Take every token ``session`` held out of ``err``'s message, in place (type, status, cause stay)."""
+    message = str(err)
+    clean = session.scrub(message)
+    if clean != message:
+        err.args = (clean,)
 
 
 def _no_masker(secret: str) -> None:
@@ -54,17 +65,25 @@ class FlexInsightsClient:
         self._api = FlexInsightsApi(self.session, settings.base_url, LookupCache())
         self._transport = SyncTransport(settings.base_url, on_secret=on_secret)
 
+    def _run(self, flow: Flow[T]) -> T:
+        """Run ``flow``; an error it raises carries no token the server may have echoed."""
+        try:
+            return self._transport.run(flow)
+        except FlexInsightsError as err:
+            _scrub(err, self.session)
+            raise
+
     def verify_access(self) -> str:
         """Log in, mint a TT, read the user's profile; return the login (email) it names."""
-        return self._transport.run(self._api.verify_access())
+        return self._run(self._api.verify_access())
 
     def resolve_identifier(self, workspace_id: str, identifier: str) -> str:
         """The workspace's object URI of ``identifier`` (cached by this client); not found raises."""
-        return self._transport.run(self._api.resolve_identifier(workspace_id, identifier))
+        return self._run(self._api.resolve_identifier(workspace_id, identifier))
 
     def start_export(self, workspace_id: str, report_id: str, date_from: str, date_to: str) -> str:
         """Start a raw export of ``report_id`` for the days ``date_from``..``date_to``; return its URI."""
-        return self._transport.run(self._api.start_export(workspace_id, report_id, date_from, date_to))
+        return self._run(self._api.start_export(workspace_id, report_id, date_from, date_to))
 
     def start_filtered_export(
         self, workspace_id: str, report_id: str, filters: Sequence[ExportFilter]
@@ -73,13 +92,13 @@ class FlexInsightsClient:
 
         Identifiers and value titles are mapped to URIs first (cached per connection and workspace).
         """
-        return self._transport.run(self._api.start_filtered_export(workspace_id, report_id, filters))
+        return self._run(self._api.start_filtered_export(workspace_id, report_id, filters))
 
     def check_export(
         self, export_uri: str, success_body: SuccessBody = "stream", *, polls: int = 0
     ) -> ExportStatus:
         """Poll once (``polls``: how many came before); READY holds the open CSV stream (:meth:`open_csv`)."""
-        return self._transport.run(self._api.check_export(export_uri, success_body, polls))
+        return self._run(self._api.check_export(export_uri, success_body, polls))
 
     def wait_for_export(
         self, export_uri: str, *, schedule: PollSchedule, deadline: float, polls: int = 0
@@ -88,7 +107,7 @@ class FlexInsightsClient:
         flow = self._api.wait_for_export(
             export_uri, schedule=schedule, deadline=deadline, success_body="stream", polls=polls
         )
-        return self._transport.run(flow)
+        return self._run(flow)
 
     @contextmanager
     def open_csv(self, status: ExportStatus) -> Iterator[Iterator[bytes]]:
@@ -112,19 +131,19 @@ class FlexInsightsClient:
 
     def list_reports(self, workspace_id: str) -> list[ReportSummary]:
         """The workspace's reports (id, title, last change...); FlexInsightsNotFoundError if unknown."""
-        return self._transport.run(self._api.list_reports(workspace_id))
+        return self._run(self._api.list_reports(workspace_id))
 
     def lookup_identifiers(self, workspace_id: str, identifiers: list[str]) -> dict[str, str]:
         """Identifier -> object URI, in one request; identifiers the workspace lacks are absent."""
-        return self._transport.run(self._api.lookup_identifiers(workspace_id, identifiers))
+        return self._run(self._api.lookup_identifiers(workspace_id, identifiers))
 
     def describe_object(self, workspace_id: str, object_id: str) -> MetadataObject:
         """Title, identifier and category of the object ``/gdc/md/{workspace_id}/obj/{object_id}``."""
-        return self._transport.run(self._api.describe_object(workspace_id, object_id))
+        return self._run(self._api.describe_object(workspace_id, object_id))
 
     def report_layout(self, workspace_id: str, report_id: str) -> tuple[GridItem, ...]:
         """The report's columns as its definition lists them (attributes, then metrics)."""
-        return self._transport.run(self._api.report_layout(workspace_id, report_id))
+        return self._run(self._api.report_layout(workspace_id, report_id))
 
     def close(self) -> None:
         """Log out (deleting the SST and its TTs on the server) and release connections."""
@@ -148,9 +167,17 @@ class AsyncFlexInsightsClient:
         self._api = FlexInsightsApi(self.session, settings.base_url, LookupCache())
         self._transport = AsyncTransport(settings.base_url, on_secret=on_secret)
 
+    async def _run(self, flow: Flow[T]) -> T:
+        """Run ``flow``; an error it raises carries no token the server may have echoed."""
+        try:
+            return await self._transport.run(flow)
+        except FlexInsightsError as err:
+            _scrub(err, self.session)
+            raise
+
     async def check_export(self, export_uri: str) -> ExportStatus:
         """Poll once, without reading a CSV body."""
-        return await self._transport.run(self._api.check_export(export_uri, "discard"))
+        return await self._run(self._api.check_export(export_uri, "discard"))
 
     async def wait_for_export(
         self, export_uri: str, *, schedule: PollSchedule, deadline: float
@@ -159,7 +186,7 @@ class AsyncFlexInsightsClient:
         flow = self._api.wait_for_export(
             export_uri, schedule=schedule, deadline=deadline, success_body="discard"
         )
-        return await self._transport.run(flow)
+        return await self._run(flow)
 
     async def close(self) -> None:
         """Log out and release the connection pool."""

@@ -10,6 +10,7 @@ server throws :class:`TransportError` into the flow, which treats it like any re
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 from collections.abc import Generator
@@ -46,9 +47,46 @@ class Send:
 
 @dataclass(frozen=True)
 class Secret:
-    """Effect: hand a freshly minted token to the secret masker before anything can log it."""
+    """Effect: hand a freshly minted SST to the secret masker before anything can log it.
+
+    Only the SST, one per login: Airflow's masker keeps every value for the life of the process
+    and recompiles one regular expression over all of them, so a TT (a new one every 10 minutes
+    of waiting) registered there would grow a triggerer without bound. The TT is kept as a
+    :class:`Token` instead, which no message, log line or repr can show (docs/reliability.md).
+    """
 
     value: str = field(repr=False)
+
+
+class Token:
+    """A token that never prints: ``str()``, ``repr()`` and f-strings give ``***``.
+
+    Only :meth:`Session._authorize` reveals it, into the headers of a :class:`Send` (themselves
+    hidden from repr), so the one place a token leaves the session is the request that needs it.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Token(***)"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __format__(self, spec: str) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Token) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 Effect = Send | Sleep | Secret
@@ -68,6 +106,8 @@ FOLLOW_SCHEDULE = PollSchedule(first=0.2, cap=5.0)
 MAX_FOLLOWS = 60
 # Redirects followed for one request (the service answers one: 303 or 307); more is a loop.
 MAX_REDIRECTS = 5
+# Tokens a session remembers for :meth:`Session.scrub`: the live SST and TT, and a few before them.
+_HELD_TOKENS = 6
 
 
 class TransportError(Exception):
@@ -91,9 +131,11 @@ class Credentials:
 class Session:
     """One login: owns the SST and TT, refreshes them on 401, retries transient failures.
 
-    Tokens are created lazily by the first request that needs them and yielded as :class:`Secret`
-    effects (the transport masks them) before anything else can see them. :meth:`log_out` deletes
-    the SST on the server, which also invalidates its TTs.
+    Tokens are created lazily by the first request that needs them. The SST is yielded as a
+    :class:`Secret` effect (the transport masks it) before anything else can see it; each TT is a
+    :class:`Token`. :meth:`scrub` takes any token this session held out of a text, for messages
+    built from what the server said. :meth:`log_out` deletes the SST on the server, which also
+    invalidates its TTs.
     """
 
     def __init__(
@@ -108,9 +150,18 @@ class Session:
         self.base_url = base_url
         self._retry = retry or DEFAULT_RETRY
         self._login: protocol.Login | None = None
-        self._tt: str | None = None
+        self._tt: Token | None = None
         self._renewing = False
+        self._held: collections.deque[str] = collections.deque(maxlen=_HELD_TOKENS)
         self.logins = 0
+        self.renewals = 0  # TTs minted: what a long-running triggerer does every 10 minutes
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every token this session recently held replaced by ``***``: a server
+        that echoes a token into an error message or a header cannot get it into a log line."""
+        for value in self._held:
+            text = text.replace(value, "***")
+        return text
 
     def send(self, request: Request, *, passthrough: frozenset[int] = frozenset()) -> Flow[Reply]:
         """Send ``request`` with the tokens it needs and return the reply, or raise its error.
@@ -200,7 +251,10 @@ class Session:
                 log.info("Flex Insights logout met a stale TT; renewing it and logging out again.")
                 self._tt = None
         except FlexInsightsError as err:
-            log.warning("Could not log out of Flex Insights (%s); the SST will expire on its own.", err)
+            log.warning(
+                "Could not log out of Flex Insights (%s); the SST will expire on its own.",
+                self.scrub(str(err)),
+            )
             return
         finally:
             self._login, self._tt = None, None
@@ -244,8 +298,8 @@ class Session:
         reply = yield from self._exchange(self._authorize(request))
         verdict = protocol.judge(request, reply)
         if verdict is Verdict.OK:
-            self._tt = protocol.read_temporary_token(reply)
-            yield Secret(self._tt)
+            self._tt = self._hold(protocol.read_temporary_token(reply))
+            self.renewals += 1
             return None
         if verdict is not Verdict.SST_EXPIRED:
             raise protocol.error_for(request, reply)
@@ -257,12 +311,17 @@ class Session:
         if protocol.judge(request, reply) is not Verdict.OK:
             raise protocol.error_for(request, reply)
         self._login = protocol.read_login(reply)
+        self._hold(self._login.sst)
         yield Secret(self._login.sst)
         self.logins += 1
 
+    def _hold(self, value: str) -> Token:
+        self._held.append(value)
+        return Token(value)
+
     def _forget(self, verdict: Verdict, sent: Send) -> None:
         """Drop the tokens a rejected request carried, unless another flow has renewed them since."""
-        if self._tt is not None and self._tt == sent.headers.get(protocol.TT_HEADER):
+        if self._tt is not None and self._tt.reveal() == sent.headers.get(protocol.TT_HEADER):
             self._tt = None
         sst = sent.headers.get(protocol.SST_HEADER)
         if verdict is Verdict.SST_EXPIRED and self._login is not None and self._login.sst == sst:
@@ -273,7 +332,7 @@ class Session:
         if request.auth is not Auth.NONE and self._login is not None:
             headers[protocol.SST_HEADER] = self._login.sst
         if request.auth is not Auth.NONE and self._tt is not None:
-            headers[protocol.TT_HEADER] = self._tt
+            headers[protocol.TT_HEADER] = self._tt.reveal()
         return Send(request, headers)
 
     # --- retries ------------------------------------------------------------------------------
@@ -290,7 +349,8 @@ class Session:
             else:
                 if protocol.judge(request, reply) is not Verdict.RETRY:
                     return reply
-                failure, advice, server_asked = _status_of(reply), "", protocol.retry_after(reply)
+                failure, advice = self.scrub(_status_of(reply)), ""
+                server_asked = protocol.retry_after(reply)
             delay = policy.delay(attempt, server_asked)
             if attempt >= policy.max_attempts or waited + delay > policy.max_total_wait:
                 if reply is not None:

@@ -100,6 +100,7 @@ def log_in(exchange: Exchange) -> None:
     with state.lock:
         state.logins[sst] = Login(request["login"], profile_id, time.time() + state.config.sst_ttl)
         state.issued_secrets.add(sst)
+        state.issued_ssts.add(sst)
     profile = f"/gdc/account/profile/{profile_id}"
     exchange.send_json(
         200,

@@ -164,6 +164,11 @@ class Emulator:
         with self.state.lock:
             return set(self.state.issued_secrets)
 
+    @property
+    def issued_ssts(self) -> set[str]:
+        with self.state.lock:
+            return set(self.state.issued_ssts)
+
     def clear_requests(self) -> None:
         """Forget the requests seen so far (between tests sharing one emulator)."""
         with self.state.lock:

@@ -47,7 +47,8 @@ class EmulatorState:
         self.exports: dict[str, ExportJob] = {}
         self.element_lookups: dict[str, tuple[list[int], Any]] = {}  # task -> (statuses left, answer)
         self.requests: list[RequestRecord] = []
-        self.issued_secrets: set[str] = set()
+        self.issued_secrets: set[str] = set()  # every SST and TT
+        self.issued_ssts: set[str] = set()
         self.logouts = 0
         self._ids = itertools.count(1)
 
