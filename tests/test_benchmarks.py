@@ -26,6 +26,7 @@ EXPECTED_LINES = {
     ],
     "triggerer_scale": ["PASS events delivered: 20 of 20", "PASS logins: 1 "],
     "import_cost": ["added by the operator:"],
+    "soak": ["PASS sessions and SSTs: 0 shared sessions, 0 SSTs alive at the end", "PASS exports: "],
 }
 
 

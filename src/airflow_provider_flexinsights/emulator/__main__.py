@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> None:
         "--tt-ttl", type=_bounded(float, 1), default=600.0, help="temporary token lifetime in seconds"
     )
     parser.add_argument(
+        "--tt-max-uses",
+        type=_bounded(int, 1),
+        help="a temporary token stops working after this many requests (soak runs: renewals on demand)",
+    )
+    parser.add_argument(
         "--pending-range",
         type=_bounded(float, 0),
         nargs=2,
@@ -110,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         pending_seconds=args.pending_seconds,
         pending_seconds_range=tuple(args.pending_range) if args.pending_range else None,
         tt_ttl=args.tt_ttl,
+        tt_max_uses=args.tt_max_uses,
         today=args.today,
         chunk_bytes=args.chunk_bytes,
     )

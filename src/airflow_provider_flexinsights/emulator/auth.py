@@ -115,6 +115,7 @@ def mint_temporary_token(exchange: Exchange) -> None:
     with state.lock:
         state.tts[tt] = (sst, time.time() + state.config.tt_ttl)
         state.issued_secrets.add(tt)
+        state.tts_by_client[exchange.header("User-Agent") or ""] += 1
     exchange.send_json(200, {"userToken": {"token": tt}})
 
 

@@ -27,5 +27,11 @@ def exports_started(exchange: Exchange) -> None:
 
 def session_counts(exchange: Exchange) -> None:
     with exchange.state.lock:
-        document = {"live_sessions": len(exchange.state.logins), "logouts": exchange.state.logouts}
+        state = exchange.state
+        document = {
+            "live_sessions": len(state.logins),
+            "logouts": state.logouts,
+            "logins": len(state.issued_ssts),
+            "tts_by_client": dict(state.tts_by_client),  # TTs minted, by User-Agent
+        }
     exchange.send_json(200, document)

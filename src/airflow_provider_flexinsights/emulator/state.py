@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import threading
@@ -49,6 +50,7 @@ class EmulatorState:
         self.requests: list[RequestRecord] = []
         self.issued_secrets: set[str] = set()  # every SST and TT
         self.issued_ssts: set[str] = set()
+        self.tts_by_client: collections.Counter[str] = collections.Counter()  # TTs minted, by User-Agent
         self.logouts = 0
         self._ids = itertools.count(1)
 
