@@ -196,8 +196,8 @@ def table(title: str, points: list[dict[str, Any]]) -> None:
         per = cpu_per_renewal(previous, point) if previous else None
         shown = f"{per * 1000:14.2f}" if per is not None else f"{'':>14}"
         print(f"{point['name']:8} {point['renewals']:8,} {point['exports']:7,} "
-              f"{point['rss_mb']:7.1f} {shown} {point['fds']:4} {point['sockets']:7} {point['masked']:6} {point['sessions']:8} "
-              f"{point['ssts_alive']:4} {point['logins']:6}")  # fmt: skip
+              f"{point['rss_mb']:7.1f} {shown} {point['fds']:4} {point['sockets']:7} "
+              f"{point['masked']:6} {point['sessions']:8} {point['ssts_alive']:4} {point['logins']:6}")  # fmt: skip
         previous = point
 
 
@@ -249,7 +249,7 @@ def main() -> int:
         return child(args)
     renewals = 120 if args.smoke else args.renewals
     uses = str(max(TT_MAX_USES, 2 * args.concurrency))
-    print(f"soak: {renewals:,} TT renewals, {args.concurrency} exports waiting at once, TTs of {uses} requests")
+    print(f"soak: {renewals:,} TT renewals, {args.concurrency} exports waiting, TTs of {uses} requests")
     print(machine_line())
     with emulator("--pending-polls", "3", "--tt-max-uses", uses) as running:
         if args.baseline_src:

@@ -3,7 +3,10 @@
 How a file is committed depends on what the filesystem can do atomically:
 
 - A local filesystem renames atomically. Bytes go to a hidden temporary sibling that is renamed over
-  the destination once the stream has ended; any failure removes the temporary.
+  the destination once the stream has ended; any failure removes the temporary. The temporary
+  takes the permissions of the file it replaces, its data and then the folder's new entry are
+  fsynced before the write is reported done, and it is locked while written, so that a writer
+  cleaning up after a killed try never removes the temporary of another writer still at work.
 - An object store (S3, GCS, Azure... via Airflow's ``ObjectStoragePath`` and fsspec) cannot rename:
   a "rename" is a server-side copy and a delete, slow for a large export and briefly showing a
   temporary object. But a single upload is already atomic: the object appears only when the
@@ -27,10 +30,14 @@ file system, a folder at the destination, no such bucket).
 from __future__ import annotations
 
 import errno
+import fcntl
 import getpass
 import hashlib
+import io
 import logging
+import os
 import queue
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -144,10 +151,10 @@ def _probe_folder(target: ObjectStoragePath) -> None:
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "Is a directory", str(target.path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    probe = _temporary_sibling(target)  # named like a temporary: a killed try's probe is cleaned up too
-    with probe.open("xb"):  # type: ignore[no-untyped-call]
+    probe = _temporary_sibling(Path(target.path))  # named like one: a killed try's probe is cleaned up too
+    with probe.open("xb"):
         pass
-    probe.unlink()
+    probe.unlink(missing_ok=True)  # unlocked: another writer's cleanup may have removed it already
 
 
 def _probe_bucket(target: ObjectStoragePath) -> None:
@@ -220,41 +227,132 @@ def _connection_of(target: ObjectStoragePath) -> str:
     return f"connection {conn_id!r}" if conn_id else "default credentials"
 
 
-def _temporary_sibling(target: ObjectStoragePath) -> ObjectStoragePath:
-    """A hidden, unique name beside ``target``, which :func:`_remove_leftover_temporaries` knows."""
-    return target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
+def _temporary_sibling(destination: Path) -> Path:
+    """A hidden, unique name beside ``destination``, which :func:`_remove_leftover_temporaries` knows."""
+    return destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
 
 
 def _write_then_rename(target: ObjectStoragePath, chunks: Iterable[bytes]) -> _Digest:
-    """Local files: write a hidden temporary sibling, then rename it over ``target`` (atomic)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary_sibling(target)
+    """Local files: write a hidden temporary sibling, then rename it over ``target`` (atomic).
+
+    Plain files, not ``ObjectStoragePath.open``: its wrapper reports hook lineage on every write()
+    call (an asset built each time, about 10 µs with the GIL held), for a hidden temporary at that;
+    the operator reports the real file's lineage. And a plain rename, not ``ObjectStoragePath.rename``:
+    fsspec's move puts the file *into* a folder found at the destination (and reports success); a
+    rename fails there, as it should.
+
+    Durability costs two fsyncs per file, none per buffer: the temporary's data before the rename
+    (else a crash soon after could leave the new name on an empty or partial file), and the folder
+    after it (else the rename itself could be lost, the old file back). The first waits for the
+    disk to take what the page cache still holds of the file, so it grows with the file: 0.3 s per
+    GiB on this project's VM, about a third of the download's own time (docs/outputs.md, "On disk
+    before the task reports it"). The second writes one folder entry: a few milliseconds.
+    """
+    destination = Path(target.path)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary, out = _create_locked_temporary(destination)
     try:
-        # A plain file, not ObjectStoragePath.open: its wrapper reports hook lineage on every
-        # write() call (an asset built each time, about 10 µs with the GIL held), for a hidden
-        # temporary at that; the operator reports the real file's lineage.
-        with Path(temporary.path).open("wb") as out:
+        with out:  # the lock lasts until the rename is done, so no cleanup can take the temporary first
+            _keep_permissions(destination, out.fileno())
             digest = _stream(chunks, out)
-        # A plain rename, not ObjectStoragePath.rename: fsspec's move puts the file *into* a folder
-        # found at the destination (and reports success); a rename fails there, as it should.
-        Path(temporary.path).replace(target.path)
+            out.flush()
+            os.fsync(out.fileno())
+            temporary.replace(destination)
+        _fsync_folder(destination.parent)
     except BaseException:
         with suppress(Exception):
             temporary.unlink(missing_ok=True)
         raise
-    _remove_leftover_temporaries(target)
+    _remove_leftover_temporaries(destination)
     return digest
 
 
-def _remove_leftover_temporaries(target: ObjectStoragePath) -> None:
-    """Delete temporaries of ``target`` that a killed try (a lost worker: no cleanup ran) left behind,
-    once the whole file is in place: a partial file never outlives the try that succeeds."""
-    prefix = f".{target.name}."
-    for sibling in target.parent.iterdir():
+def _create_locked_temporary(destination: Path) -> tuple[Path, io.BufferedWriter]:
+    """A new temporary beside ``destination``, open and locked (``flock``) until it is closed.
+
+    A cleanup cannot tell a temporary created a moment ago from a killed writer's, and may remove
+    this one between its creation and its lock: then its name leads to another file or none, and a
+    new temporary is made. The lock waits only for such a cleanup, which holds it just to unlink.
+    """
+    while True:
+        temporary = _temporary_sibling(destination)
+        out = temporary.open("xb")
+        try:
+            fcntl.flock(out, fcntl.LOCK_EX)
+            if _names(temporary, out.fileno()):
+                return temporary, out
+        except BaseException:
+            out.close()
+            temporary.unlink(missing_ok=True)
+            raise
+        out.close()
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` still leads to the file open as ``fd``."""
+    try:
+        return os.path.samestat(path.stat(), os.fstat(fd))
+    except FileNotFoundError:
+        return False
+
+
+def _keep_permissions(destination: Path, fd: int) -> None:
+    """Give the temporary ``fd`` the permission bits (as root, the owner too) of the file it will
+    replace, before any byte is written: overwriting a 0600 file leaves it 0600, and the new
+    contents are never more exposed than the old ones. A new file keeps what ``open()`` gave it,
+    0666 less the umask. The owner is changed first: a chown clears set-user-ID bits."""
+    try:
+        existing = destination.stat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(existing.st_mode):
+        return  # a folder, say: the rename refuses it
+    current = os.fstat(fd)
+    if os.geteuid() == 0 and (current.st_uid, current.st_gid) != (existing.st_uid, existing.st_gid):
+        os.fchown(fd, existing.st_uid, existing.st_gid)
+    if stat.S_IMODE(current.st_mode) != stat.S_IMODE(existing.st_mode):
+        os.fchmod(fd, stat.S_IMODE(existing.st_mode))
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Write ``folder``'s entries to disk: the rename is durable only once its folder is."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        # Linux answers EINVAL for a file system whose folders cannot be synced at all; nothing
+        # more can be done there (PostgreSQL concludes the same), and the file is in place.
+        if err.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _remove_leftover_temporaries(destination: Path) -> None:
+    """Delete temporaries of ``destination`` that a killed try (a lost worker: no cleanup ran) left
+    behind, once the whole file is in place: a partial file never outlives the try that succeeds.
+    A temporary that another writer is still writing is locked, and left alone."""
+    prefix = f".{destination.name}."
+    for sibling in destination.parent.iterdir():
         leftover = sibling.name.removeprefix(prefix).removesuffix(".part")
         if sibling.name.startswith(prefix) and sibling.name.endswith(".part") and len(leftover) == 32:
-            with suppress(FileNotFoundError):
-                sibling.unlink()
+            _remove_if_abandoned(sibling)
+
+
+def _remove_if_abandoned(temporary: Path) -> None:
+    """Delete ``temporary`` if no writer holds its lock: the kernel releases the locks of a process
+    that dies, however it dies. It is unlinked while locked here, so that a writer which created it
+    but has not locked it yet finds, once it has, that its name is gone."""
+    try:
+        fd = os.open(temporary, os.O_RDONLY)
+    except OSError:  # gone already, or not this user's to open: left as it is
+        return
+    try:
+        with suppress(BlockingIOError):  # locked: a live writer's, left alone
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            temporary.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def _upload_then_commit(target: ObjectStoragePath, chunks: Iterable[bytes]) -> _Digest:
