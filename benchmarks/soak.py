@@ -185,19 +185,32 @@ def run_side(url: str, renewals: int, concurrency: int, src: str | None) -> list
     return [json.loads(line) for line in output.stdout.splitlines() if line.startswith("{")]
 
 
+COLUMNS = [  # (heading, key, format)
+    ("renewals", "renewals", "8,"),
+    ("exports", "exports", "7,"),
+    ("RSS MB", "rss_mb", "7.1f"),
+    ("CPU ms/renewal", "cpu_ms", "14.2f"),
+    ("fds", "fds", "4"),
+    ("sockets", "sockets", "7"),
+    ("masked", "masked", "6"),
+    ("sessions", "sessions", "8"),
+    ("SSTs", "ssts_alive", "4"),
+    ("logins", "logins", "6"),
+]
+
+
 def table(title: str, points: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
-    print(f"{'':8} {'renewals':>8} {'exports':>7} {'RSS MB':>7} {'CPU ms/renewal':>14} {'fds':>4} "
-          f"{'sockets':>7} {'masked':>6} {'sessions':>8} {'SSTs':>4} {'logins':>6}")  # fmt: skip
+    print(f"{'':8} " + " ".join(f"{heading:>{fmt.rstrip(',.1f2')}}" for heading, _, fmt in COLUMNS))
     previous: dict[str, Any] | None = None
-    for point in points:
-        if "name" not in point:
-            continue
-        per = cpu_per_renewal(previous, point) if previous else None
-        shown = f"{per * 1000:14.2f}" if per is not None else f"{'':>14}"
-        print(f"{point['name']:8} {point['renewals']:8,} {point['exports']:7,} "
-              f"{point['rss_mb']:7.1f} {shown} {point['fds']:4} {point['sockets']:7} "
-              f"{point['masked']:6} {point['sessions']:8} {point['ssts_alive']:4} {point['logins']:6}")  # fmt: skip
+    for point in (p for p in points if "name" in p):
+        per = cpu_per_renewal(previous, point)
+        row = {**point, "cpu_ms": per * 1000 if per is not None else None}
+        cells = [
+            format(row[key], fmt) if row[key] is not None else " " * int(fmt.rstrip(",.1f2"))
+            for _, key, fmt in COLUMNS
+        ]
+        print(f"{point['name']:8} " + " ".join(cells))
         previous = point
 
 
