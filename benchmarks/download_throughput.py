@@ -4,7 +4,9 @@ For each chunk size the emulator is asked to frame the body in (8 KiB, 64 KiB an
 service streams chunked with no Content-Length, in a chunk size nobody documents), exports a bulk
 report (default 1 GiB) through the operator's download path (`FlexInsightsClient.open_csv` into
 `write_atomically`, hashing as bytes pass) and `curl -s -o FILE` on the same export URI, in
-interleaved rounds that take turns going first. Each download runs in a process of its own, timed
+interleaved rounds that take turns going first. Since the provider fsyncs the file and its folder
+before it reports the file done (docs/outputs.md), curl's time includes the same two fsyncs, done
+right after it exits: like is compared with like. Each download runs in a process of its own, timed
 from the first byte asked for to the file in place: the provider in a child that has already
 logged in (`_provider_download.py`), curl as itself. The judged figure is the median over rounds
 of curl's time divided by the provider's. CPU seconds per GiB are printed too. Memory: the
@@ -144,7 +146,17 @@ def download_with_curl(running: RunningEmulator, uri: str, token: str, destinati
     ]
     cpu, began = _children_cpu_seconds(), time.perf_counter()
     subprocess.run(command, check=True)
+    _fsync(destination)
+    _fsync(destination.parent)  # as the provider does: the file is durable once reported
     return Run(time.perf_counter() - began, _children_cpu_seconds() - cpu)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def measure_chunk_size(label: str, plan: Plan) -> ChunkSizeResult:
