@@ -12,6 +12,9 @@ the rest on a real scheduler: backfills, and the downstream run per partition.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import shutil
+import sqlite3
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,7 +34,14 @@ from airflow_provider_flexinsights.emulator import (
 from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
 from airflow_provider_flexinsights.validation import PartitionDays, partition_days
 
-from tests.conftest import AIRFLOW_VERSION, DagRunResult, dag_bag, requires_task_state_store, run_dag_file
+from tests.conftest import (
+    AIRFLOW_VERSION,
+    REPO_ROOT,
+    DagRunResult,
+    dag_bag,
+    requires_task_state_store,
+    run_dag_file,
+)
 from tests.postgres_server import PostgresServer
 from tests.test_warehouse import PG_CONN, csv_rows, pg_database, query
 
@@ -463,3 +473,74 @@ def test_a_partitioned_load_refuses_to_replace_the_whole_table_before_any_reques
         "days; use mode 'replace_days' (the default) in a partitioned DAG." in capfd.readouterr().out
     )
     assert emulator.requests == []
+
+
+# --- the examples --------------------------------------------------------------------------------
+
+
+def copy_example(airflow_db: Path, name: str) -> Path:
+    path = airflow_db / "dags" / name
+    shutil.copy(REPO_ROOT / "example_dags" / name, path)
+    return path
+
+
+@pytest.fixture
+def sqlite_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The examples' connection ``warehouse``, a SQLite file."""
+    database = tmp_path / "warehouse.db"
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(database)}))
+    return database
+
+
+def rows_per_day(database: Path, table: str) -> list[tuple[str, int]]:
+    with sqlite3.connect(database) as db:
+        return db.execute(f"SELECT date, COUNT(*) FROM {table} GROUP BY date ORDER BY date").fetchall()
+
+
+@requires_partitions
+def test_the_pipeline_example_exports_a_day_into_its_folder_and_the_load_replaces_that_day(
+    airflow_db: Path,
+    flex_connection: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    sqlite_warehouse: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each DAG of the example with the key the scheduler gives it (the asset hand-off between them
+    is tests/e2e/test_partitions.py's, on a real scheduler)."""
+    monkeypatch.setenv("AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR", str(tmp_path / "exports"))
+    path = copy_example(airflow_db, "flex_insights_partitioned_pipeline.py")
+    key = "2024-03-01T00:00:00"
+    try:
+        exported, _ = run_partition(path, "flex_insights_partitioned_export", key)
+        loaded, _ = run_partition(path, "flex_insights_partitioned_load", key)
+    finally:
+        path.unlink()
+
+    written = tmp_path / "exports" / "partitioned" / "queue_report" / "date=2024-03-01" / "queue_report.csv"
+    assert (exported.task_state, loaded.task_state) == ("success", "success")
+    assert written.read_bytes() == render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01")
+    assert [key for key, _ in asset_events("flex_insights_queue_report_days")][-1] == key
+    assert rows_per_day(sqlite_warehouse, "queue_stats_daily") == [
+        ("2024-03-01", csv_rows("2024-03-01", "2024-03-01"))
+    ]
+
+
+@requires_partitions
+def test_the_partitioned_backfill_example_leaves_each_day_once(
+    airflow_db: Path, flex_connection: str, emulator: Emulator, sqlite_warehouse: Path
+) -> None:
+    path = copy_example(airflow_db, "flex_insights_partitioned_backfill.py")
+    try:
+        runs = [
+            run_partition(path, "flex_insights_partitioned_backfill", f"{day}T00:00:00")[0]
+            for day in ("2024-03-01", "2024-03-02", "2024-03-01")
+        ]
+    finally:
+        path.unlink()
+
+    assert [run.task_state for run in runs] == ["success"] * 3
+    assert interval_filters(emulator) == [(d, d) for d in ("2024-03-01", "2024-03-02", "2024-03-01")]
+    assert rows_per_day(sqlite_warehouse, "queue_stats") == [
+        (day, csv_rows(day, day)) for day in ("2024-03-01", "2024-03-02")
+    ]
