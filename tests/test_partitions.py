@@ -200,7 +200,7 @@ def asset_events(asset_name: str) -> list[tuple[str | None, dict[str, Any]]]:
             .order_by(AssetEvent.id)
             .all()
         )
-        return [(event.partition_key, dict(event.extra)) for event in events]
+        return [(getattr(event, "partition_key", None), dict(event.extra)) for event in events]  # 3.1: none
 
 
 class Dag:
