@@ -336,13 +336,17 @@ class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
 
     :param report_id: numeric report id, from the report's URL (``.../obj/3035643``). Templated.
     :param destination: local path or object storage URI (``file://``, ``s3://``, ``gs://``...);
-        missing parent folders are created. Templated.
+        missing parent folders are created. Templated. When a partition gives the days and the
+        destination does not name it, the partition's folder goes before the file name
+        (``.../date=2024-03-01/name.csv``; docs/partitions.md).
     :param workspace_id: 32-character workspace id; defaults to the connection's extra
         ``workspace_id``. Templated.
     :param date_from: first day, ``YYYY-MM-DD``, inclusive. Templated. Defaults to the day of the
-        run's ``data_interval_start``.
+        run's ``data_interval_start``, or in a partitioned run (Airflow 3.2+) the partition's first
+        day (a day, ISO week or month key; any other key is refused).
     :param date_to: last day, ``YYYY-MM-DD``, inclusive. Templated. Defaults to the day before
-        ``data_interval_end`` (the end is exclusive), or the start's day for a zero-length interval.
+        ``data_interval_end`` (the end is exclusive), or the start's day for a zero-length interval;
+        in a partitioned run, the partition's last day.
     :param filters: more filters, as plain dicts: ``{"type": "floating", "from": -7, "to": -1}``
         (days relative to the workspace's today; replaces the default interval, and excludes
         ``date_from``/``date_to``), ``{"type": "interval", "from": ..., "to": ...}``, and
