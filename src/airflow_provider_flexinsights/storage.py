@@ -98,7 +98,8 @@ def storage_path(destination: str) -> ObjectStoragePath:
     from airflow.sdk import ObjectStoragePath  # heavy import: only when a file is written
 
     if "://" not in destination:
-        destination = Path(destination).expanduser().absolute().as_uri()
+        # not Path.as_uri(), which percent-encodes: "date=2024-03-01" would become "date%3D2024-03-01"
+        destination = f"file://{Path(destination).expanduser().absolute()}"
     return ObjectStoragePath(destination)
 
 

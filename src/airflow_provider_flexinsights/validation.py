@@ -10,7 +10,7 @@ import datetime as dt
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
@@ -94,6 +94,79 @@ def dates_from_data_interval(start: dt.datetime | None, end: dt.datetime | None)
     first = start.date()
     last = first if end <= start else (end - dt.timedelta(days=1)).date()
     return first.isoformat(), max(first, last).isoformat()
+
+
+@dataclass(frozen=True)
+class PartitionDays:
+    """The days an Airflow partition key stands for (Airflow 3.2+ partitioned runs have no data
+    interval: the key is their only date), and the folder a file of that partition goes to."""
+
+    key: str
+    grain: Literal["day", "week", "month"]
+    date_from: str
+    date_to: str
+
+    @property
+    def folder(self) -> str:
+        """A Hive-style folder naming the partition: ``date=``, ``week=`` (its Monday) or ``month=``."""
+        if self.grain == "month":
+            return f"month={self.date_from[:7]}"
+        return f"{'date' if self.grain == 'day' else 'week'}={self.date_from}"
+
+    def named_in(self, path: str) -> bool:
+        """Whether ``path`` already names this partition (its key, first day, or month)."""
+        return any(label in path for label in (self.key, self.date_from, self.folder.partition("=")[2]))
+
+    def path_for(self, destination: str) -> str:
+        """``destination`` itself when it names the partition, else with the partition's folder
+        before its file name, so the runs of different partitions never overwrite one file."""
+        if self.named_in(destination):
+            return destination
+        head, slash, name = destination.rpartition("/")
+        return f"{head}{slash}{self.folder}/{name}"
+
+
+# What Airflow's partition timetables and mappers write (see docs/partitions.md): a day
+# (CronPartitionTimetable at midnight, StartOfDayMapper), an ISO week (StartOfWeekMapper), a month
+# (StartOfMonthMapper, or key_format="%Y-%m").
+_DAY_KEY = re.compile(r"(?P<day>\d{4}-\d{2}-\d{2})(?P<time>T\d{2}:\d{2}:\d{2})?")
+_WEEK_KEY = re.compile(r"(?P<day>\d{4}-\d{2}-\d{2}) \(W(?P<week>\d{2})\)")
+_MONTH_KEY = re.compile(r"(?P<year>\d{4})-(?P<month>\d{2})")
+
+
+def partition_days(key: str) -> PartitionDays:
+    """The days of a partition key: a day, an ISO week (Monday to Sunday) or a month.
+
+    Anything else (an hour, a region, a composite key) is refused before any request, since an
+    export covers whole days and a guess would export the wrong ones.
+    """
+    shown = key if len(key) <= 80 else f"{key[:77]}..."
+    if (match := _DAY_KEY.fullmatch(key)) and match["time"] not in (None, "T00:00:00"):
+        raise FlexInsightsInputError(
+            f"Partition key {shown!r} is not a whole day (Flex Insights exports whole days): for a daily "
+            "CronPartitionTimetable at another hour set key_format='%Y-%m-%d', or set date_from and date_to."
+        )
+    try:
+        if match:
+            day = dt.date.fromisoformat(match["day"])
+            return PartitionDays(key, "day", day.isoformat(), day.isoformat())
+        if match := _WEEK_KEY.fullmatch(key):
+            monday = dt.date.fromisoformat(match["day"])
+            if monday.isoweekday() == 1 and monday.isocalendar().week == int(match["week"]):
+                return PartitionDays(
+                    key, "week", monday.isoformat(), (monday + dt.timedelta(days=6)).isoformat()
+                )
+        if match := _MONTH_KEY.fullmatch(key):
+            first = dt.date(int(match["year"]), int(match["month"]), 1)
+            last = (first + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
+            return PartitionDays(key, "month", first.isoformat(), last.isoformat())
+    except ValueError:
+        pass  # not a real date: refused below like any other key
+    raise FlexInsightsInputError(
+        f"Partition key {shown!r} names no day, ISO week or month to export: partition by day "
+        "('2024-03-01', or CronPartitionTimetable's '2024-03-01T00:00:00'), week ('2024-03-11 (W11)') "
+        "or month ('2024-03'), or set date_from and date_to."
+    )
 
 
 def destination(value: Any) -> str:

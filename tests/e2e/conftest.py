@@ -33,15 +33,27 @@ def emulator(shared_emulator: Emulator) -> Iterator[Emulator]:
 
 
 @pytest.fixture(scope="session")
+def warehouse(postgres_server: PostgresServer) -> PostgresDatabase:
+    """The example DAGs' SQL connection ``warehouse``: a database of the session's PostgreSQL."""
+    return PostgresDatabase(postgres_server, "warehouse")
+
+
+@pytest.fixture(scope="session")
 def deployment(
-    shared_emulator: Emulator, postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+    shared_emulator: Emulator,
+    postgres_server: PostgresServer,
+    warehouse: PostgresDatabase,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AirflowDeployment]:
     home = tmp_path_factory.mktemp("airflow-e2e")
     airflow = AirflowDeployment(
         home,
         DAG_FILES,
         airflow_connection(shared_emulator.url),
-        {"AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR": str(home / "exports")},
+        {
+            "AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR": str(home / "exports"),
+            "AIRFLOW_CONN_WAREHOUSE": postgres_server.url("warehouse", driver="postgres"),
+        },
         database=PostgresDatabase(postgres_server, "airflow_local"),
     )
     try:

@@ -387,7 +387,8 @@ class CeleryDeployment(AirflowDeployment):
             "AIRFLOW__API__WORKERS": "2",
             # each process names its own host (tests/e2e/hostname.py): workers and triggerers apart
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.e2e.hostname.from_environment",
-            "PYTHONPATH": str(REPO_ROOT),
+            # tests.e2e.hostname, after what the session had (a checkout's src/ before an install)
+            "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO_ROOT)])),
             # a lost worker's task is failed, and retried, after 20 s without a heartbeat (not 5 min)
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",

@@ -12,17 +12,31 @@ from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT,
 from tests.e2e.deployment import AirflowDeployment, Row, wait_until
 
 BACKFILL_DAG = "flex_insights_backfill_export"
+PARTITIONED_DAG = "flex_insights_partitioned_export"  # example_dags/flex_insights_partitioned_pipeline.py
+
+
+def backfilled_file(deployment: AirflowDeployment, dag_id: str, day: dt.date) -> Path:
+    """Where the backfill DAG's run of ``day`` writes: a file per interval, or a folder per partition."""
+    exports = deployment.home / "exports"
+    if dag_id == PARTITIONED_DAG:
+        return exports / "partitioned" / "queue_report" / f"date={day}" / "queue_report.csv"
+    return exports / "backfill" / "queue_report" / f"{day}.csv"
 
 
 def backfill_seven_days(
-    deployment: AirflowDeployment, emulator: Emulator, *, max_active_runs: int | None = None
+    deployment: AirflowDeployment,
+    emulator: Emulator,
+    *,
+    max_active_runs: int | None = None,
+    dag_id: str = BACKFILL_DAG,
 ) -> int:
-    """Backfill 2024-03-01..07: seven runs, seven files, each with its own interval's day.
+    """Backfill 2024-03-01..07: seven runs, seven files, each with its own interval's day (or, for
+    the partitioned DAG, its partition's: runs keyed ``2024-03-01T00:00:00``..., no logical date).
 
     Returns the most backfill runs that were running at one moment (at most ``max_active_runs``).
     """
     emulator.config.pending_polls = 0
-    deployment.unpause_and_settle(BACKFILL_DAG)
+    deployment.unpause_and_settle(dag_id)
     emulator.clear_requests()
 
     limit = ["--max-active-runs", str(max_active_runs)] if max_active_runs else []
@@ -30,7 +44,7 @@ def backfill_seven_days(
         "backfill",
         "create",
         "--dag-id",
-        BACKFILL_DAG,
+        dag_id,
         "--from-date",
         "2024-03-01",
         "--to-date",
@@ -40,7 +54,7 @@ def backfill_seven_days(
     )
     backfill_runs = wait_until(
         lambda: (
-            (runs := [r for r in deployment.runs(BACKFILL_DAG) if r["run_type"] == "backfill"])
+            (runs := [r for r in deployment.runs(dag_id) if r["run_type"] == "backfill"])
             and len(runs) == 7
             and runs
         ),
@@ -48,7 +62,7 @@ def backfill_seven_days(
         what="the backfill to create 7 runs",
     )
     for run in backfill_runs:
-        assert deployment.wait_for_run(BACKFILL_DAG, run["run_id"], timeout=300) == "success"
+        assert deployment.wait_for_run(dag_id, run["run_id"], timeout=300) == "success"
 
     days = [dt.date(2024, 3, 1) + dt.timedelta(days=n) for n in range(7)]  # each run: its interval's day
     received = sorted(
@@ -58,24 +72,31 @@ def backfill_seven_days(
         for f in r.body["report_req"]["context"]["filters"]
     )
     assert received == [(d.isoformat(), d.isoformat()) for d in days]
-    exports = deployment.home / "exports" / "backfill" / "queue_report"
     for day in days:
         expected = render_report(DEMO_WORKSPACE, QUEUE_REPORT, day.isoformat(), day.isoformat())
-        assert (exports / f"{day.isoformat()}.csv").read_bytes() == expected
-    peak = most_backfill_runs_at_once(deployment)
+        assert backfilled_file(deployment, dag_id, day).read_bytes() == expected
+    if dag_id == PARTITIONED_DAG:
+        keys = deployment.query(
+            "SELECT partition_key, logical_date FROM dag_run WHERE dag_id = ? AND run_type = 'backfill'",
+            dag_id,
+        )
+        assert sorted((r["partition_key"], r["logical_date"]) for r in keys) == [
+            (f"{d}T00:00:00", None) for d in days
+        ]
+    peak = most_backfill_runs_at_once(deployment, dag_id)
     if max_active_runs:
         assert peak <= max_active_runs
     return peak
 
 
-def most_backfill_runs_at_once(deployment: AirflowDeployment) -> int:
+def most_backfill_runs_at_once(deployment: AirflowDeployment, dag_id: str = BACKFILL_DAG) -> int:
     """The most backfill runs running at one moment: at each run's start, the runs begun and not ended."""
     rows = deployment.query(
         "SELECT max(running) AS peak FROM (SELECT (SELECT count(*) FROM dag_run other"
         " WHERE other.dag_id = run.dag_id AND other.run_type = 'backfill'"
         " AND other.start_date <= run.start_date AND other.end_date > run.start_date) AS running"
         " FROM dag_run run WHERE run.dag_id = ? AND run.run_type = 'backfill') AS starts",
-        BACKFILL_DAG,
+        dag_id,
     )
     return int(rows[0]["peak"])
 

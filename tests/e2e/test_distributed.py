@@ -27,11 +27,13 @@ from airflow_provider_flexinsights.emulator import (
     render_report,
 )
 
+from tests.conftest import AIRFLOW_VERSION
 from tests.e2e.deployment import DAG_FILES, CeleryDeployment, wait_until
-from tests.e2e.scenarios import asset_pipeline, backfill_seven_days
+from tests.e2e.scenarios import PARTITIONED_DAG, asset_pipeline, backfill_seven_days
 from tests.postgres_server import PostgresServer
 
 TWENTY = "e2e_twenty_exports"
+requires_partitions = pytest.mark.skipif(AIRFLOW_VERSION < (3, 2), reason="Airflow < 3.2 has no partitions.")
 DAYS = [dt.date(2024, 2, 1) + dt.timedelta(days=n) for n in range(20)]  # tests/e2e/dags/e2e_distributed.py
 
 
@@ -262,13 +264,16 @@ def test_a_worker_killed_mid_download_the_retry_on_the_other_reuses_the_export(
         celery.restart(downloading_on)
 
 
-def test_backfill_of_seven_days_with_three_runs_at_most_at_once(
+@requires_partitions
+def test_backfill_of_seven_partitions_with_three_runs_at_most_at_once(
     celery: CeleryDeployment, emulator: Emulator
 ) -> None:
-    peak = backfill_seven_days(celery, emulator, max_active_runs=3)
+    """The partitioned DAG (Airflow 3.2+): one run per day's key, each exporting its own day; the
+    data-interval backfill is proved on the LocalExecutor deployment (tests/e2e/test_operations.py)."""
+    peak = backfill_seven_days(celery, emulator, max_active_runs=3, dag_id=PARTITIONED_DAG)
     workers = celery.query(
         "SELECT DISTINCT hostname FROM task_instance WHERE dag_id = ? AND run_id LIKE 'backfill%'",
-        "flex_insights_backfill_export",
+        PARTITIONED_DAG,
     )
     report(backfill_peak_runs=peak, workers=sorted(r["hostname"] for r in workers))
 

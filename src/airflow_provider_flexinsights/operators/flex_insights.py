@@ -11,6 +11,7 @@ where the CSV goes by overriding :meth:`~BaseFlexInsightsExportOperator.write` (
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import time
@@ -202,18 +203,28 @@ class BaseFlexInsightsExportOperator(BaseOperator):
         )
 
     def export_spec(self, context: Context) -> ExportSpec:
-        """The rendered, validated parameters; raises FlexInsightsInputError before any request."""
+        """The rendered, validated parameters; raises FlexInsightsInputError before any request.
+
+        Without dates or a date filter, the days are the run's partition (Airflow 3.2+: a
+        partitioned run has a key and no data interval), else the whole days of its data interval.
+        """
+        partition: list[validation.PartitionDays] = []  # the run's partition, when it gave the days
+
+        def default_days() -> tuple[str, str]:
+            key = context.get("partition_key")
+            if not key:
+                start, end = context.get("data_interval_start"), context.get("data_interval_end")
+                return validation.dates_from_data_interval(start, end)
+            partition.append(validation.partition_days(key))
+            return partition[0].date_from, partition[0].date_to
+
         inputs = ExportInputs.parse(
             report_id=self.report_id,
             destination=self.validated_destination(),
             date_from=self.date_from,
             date_to=self.date_to,
             filters=self.filters,
-            default_days=functools.partial(
-                validation.dates_from_data_interval,
-                context.get("data_interval_start"),
-                context.get("data_interval_end"),
-            ),
+            default_days=default_days,
         )
         workspace = self.workspace_id or self.hook.settings.workspace_id
         if workspace is None:
@@ -221,7 +232,12 @@ class BaseFlexInsightsExportOperator(BaseOperator):
                 "No workspace_id: pass workspace_id to the operator or set the extra workspace_id "
                 f"of connection {self.flex_insights_conn_id!r}."
             )
-        return inputs.spec(validation.workspace_id(workspace))
+        spec = inputs.spec(validation.workspace_id(workspace))
+        return self.for_partition(spec, partition[0]) if partition else spec
+
+    def for_partition(self, spec: ExportSpec, partition: validation.PartitionDays) -> ExportSpec:
+        """The spec of a run whose partition gave the days (where its output goes may depend on it)."""
+        return spec
 
     def _run(
         self, spec: ExportSpec, context: Context, first_state: Callable[[ExportJob], JobState]
@@ -289,10 +305,12 @@ class BaseFlexInsightsExportOperator(BaseOperator):
 
     def _published(self, result: dict[str, Any], context: Context) -> dict[str, Any]:
         """Tell the rest of Airflow about the result: each outlet ``Asset``'s event carries it (so a
-        DAG scheduled on it knows which data and days are fresh), and OpenLineage reads it when the
-        task completes."""
+        DAG scheduled on it knows which data and days are fresh; in a partitioned run it names the
+        partition too), and OpenLineage reads it when the task completes."""
         from airflow.sdk import Asset
 
+        if key := context.get("partition_key"):  # Airflow 3.2+; it also stamps the events with it
+            result = {**result, "partition_key": key}
         self._export_result = result
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
@@ -318,13 +336,17 @@ class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
 
     :param report_id: numeric report id, from the report's URL (``.../obj/3035643``). Templated.
     :param destination: local path or object storage URI (``file://``, ``s3://``, ``gs://``...);
-        missing parent folders are created. Templated.
+        missing parent folders are created. Templated. When a partition gives the days and the
+        destination does not name it, the partition's folder goes before the file name
+        (``.../date=2024-03-01/name.csv``; docs/partitions.md).
     :param workspace_id: 32-character workspace id; defaults to the connection's extra
         ``workspace_id``. Templated.
     :param date_from: first day, ``YYYY-MM-DD``, inclusive. Templated. Defaults to the day of the
-        run's ``data_interval_start``.
+        run's ``data_interval_start``, or in a partitioned run (Airflow 3.2+) the partition's first
+        day (a day, ISO week or month key; any other key is refused).
     :param date_to: last day, ``YYYY-MM-DD``, inclusive. Templated. Defaults to the day before
-        ``data_interval_end`` (the end is exclusive), or the start's day for a zero-length interval.
+        ``data_interval_end`` (the end is exclusive), or the start's day for a zero-length interval;
+        in a partitioned run, the partition's last day.
     :param filters: more filters, as plain dicts: ``{"type": "floating", "from": -7, "to": -1}``
         (days relative to the workspace's today; replaces the default interval, and excludes
         ``date_from``/``date_to``), ``{"type": "interval", "from": ..., "to": ...}``, and
@@ -370,6 +392,11 @@ class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
     def validated_destination(self) -> str:
         """The rendered ``destination``: a file path or object storage URI, without credentials."""
         return validation.destination(self.destination)
+
+    def for_partition(self, spec: ExportSpec, partition: validation.PartitionDays) -> ExportSpec:
+        """A destination that does not name the partition gets its folder (``.../date=2024-03-01/
+        name.csv``): otherwise every partition's run would overwrite the same file."""
+        return dataclasses.replace(spec, destination=partition.path_for(spec.destination))
 
     def preflight(self, spec: ExportSpec, context: Context) -> None:
         """Fail before the export if the destination cannot be written (no folder, no permission,

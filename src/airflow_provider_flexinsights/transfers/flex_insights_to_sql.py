@@ -36,7 +36,8 @@ class FlexInsightsToSqlOperator(BaseFlexInsightsExportOperator):
     :param table: the table to load; created when missing. Templated.
     :param schema: its schema (database default when None). Templated.
     :param mode: ``replace_days`` (default: delete the exported days' rows, then insert; reruns
-        and backfills never duplicate), ``append``, or ``replace`` (the whole table).
+        and backfills never duplicate; in a partitioned run, the partition's days), ``append``, or
+        ``replace`` (the whole table; refused in a partitioned run).
     :param batch_rows: rows per ``executemany`` batch on databases without ``COPY``.
     """
 
@@ -93,7 +94,13 @@ class FlexInsightsToSqlOperator(BaseFlexInsightsExportOperator):
         return hook
 
     def preflight(self, spec: ExportSpec, context: Context) -> None:
-        """Before any Flex Insights request: the SQL connection resolves and the mode fits the days."""
+        """Before any Flex Insights request: the SQL connection resolves and the mode fits the days
+        (and the run: a partition's run must not empty the other partitions' days)."""
+        if self.mode == "replace" and context.get("partition_key"):
+            raise FlexInsightsInputError(
+                "mode 'replace' empties the whole table, so each partition's run would delete the "
+                "other partitions' days; use mode 'replace_days' (the default) in a partitioned DAG."
+            )
         self.loader(spec)
 
     def loader(self, spec: ExportSpec) -> TableLoader:
