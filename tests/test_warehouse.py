@@ -20,7 +20,7 @@ import pytest
 from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT, Emulator, EmulatorConfig
 from airflow_provider_flexinsights.emulator.data import render_report
 from airflow_provider_flexinsights.emulator.model import Fault
-from airflow_provider_flexinsights.protocol import GridItem
+from airflow_provider_flexinsights.protocol import LayoutColumn
 from airflow_provider_flexinsights.transfers.columns import ColumnType, MisfitValueError, plan_columns
 from airflow_provider_flexinsights.transfers.sql_load import TableLoader
 
@@ -221,20 +221,28 @@ def csv_bytes(header: list[str], rows: list[list[str]]) -> Iterator[bytes]:
     return iter([data[:7], data[7:]])  # a chunk boundary inside the header
 
 
-QUEUE_GRID = (GridItem("attribute", "/q"), GridItem("attribute", "/date"), GridItem("metric", "/m"))
+def attribute(*names: str, label_type: str = "") -> LayoutColumn:
+    return LayoutColumn("attribute", f"/gdc/md/ws/obj/{names[0]}", names, label_type)
+
+
+def metric(*names: str) -> LayoutColumn:
+    return LayoutColumn("metric", f"/gdc/md/ws/obj/{names[0]}", names)
+
+
+QUEUE_LAYOUT = (attribute("Queue"), attribute("Date", label_type="GDC.time.day_us"), metric("Offered"))
 
 
 def load(conn_id: str, table: str, header: list[str], rows: list[list[str]], **options: Any) -> Any:
-    grid = options.pop("grid", QUEUE_GRID[: len(header)] if len(header) == 3 else ())
+    layout = options.pop("layout", QUEUE_LAYOUT)
     loader = TableLoader(sql_hook(conn_id), table, days=("2024-02-01", "2024-02-01"), **options)
-    return loader.load(csv_bytes(header, rows), lambda names: plan_columns(names, grid, "/date"))
+    return loader.load(csv_bytes(header, rows), lambda names: plan_columns(names, layout))
 
 
 def test_a_new_report_column_is_added(database: str) -> None:
     load(database, "t", ["Queue", "Date", "Offered"], [["Sales", "02/01/2024", "3"]], mode="append")
     header = ["Queue", "Date", "Offered", "Abandons"]
-    grid = (*QUEUE_GRID, GridItem("metric", "/a"))
-    result = load(database, "t", header, [["Support", "02/02/2024", "4", "1"]], mode="append", grid=grid)
+    layout = (*QUEUE_LAYOUT, metric("Abandons"))
+    result = load(database, "t", header, [["Support", "02/02/2024", "4", "1"]], mode="append", layout=layout)
 
     assert result.added_columns == ["abandons"]
     assert query(database, "SELECT queue, abandons FROM t ORDER BY queue") == [
@@ -255,8 +263,8 @@ def test_a_misfit_value_fails_in_one_sentence_and_changes_nothing(database: str)
         )
 
     assert str(failure.value) == (
-        "Value 'lots' in column offered does not fit its type NUMERIC; the load was rolled back and the "
-        "table is unchanged."
+        "Value 'lots' in column offered, row 2, does not fit its type NUMERIC; the load was rolled back "
+        "and the table is unchanged."
     )
     assert query(database, "SELECT queue FROM t") == [("Sales",)]  # the delete of the day was undone too
 
@@ -269,7 +277,8 @@ def test_names_and_values_with_quotes_spaces_and_semicolons_load_as_data(databas
     value = "'); DELETE FROM t; --"
     load(database, "t", ["Queue", "Date", "Offered"], [["Sales", "02/01/2024", "3"]], mode="append")
 
-    result = load(database, table, HOSTILE, [[value, "02/01/2024", "7"]], mode="append")
+    layout = (attribute(HOSTILE[0]), attribute("Date", label_type="GDC.time.day_us"), metric(HOSTILE[2]))
+    result = load(database, table, HOSTILE, [[value, "02/01/2024", "7"]], mode="append", layout=layout)
 
     assert [c.name for c in result.columns] == ["queue_drop_table_t", "date", "offered_contacts_x"]
     assert query(database, "SELECT queue FROM t") == [("Sales",)]
@@ -292,16 +301,16 @@ def test_replace_mode_replaces_the_whole_table_and_an_empty_export_keeps_the_col
 
 
 def test_column_names_are_snake_case_and_deduplicated() -> None:
-    columns = plan_columns(["Queue", "queue", "1st Value", "Ünit %", ""], (), None)
+    columns = plan_columns(["Queue", "queue", "1st Value", "Ünit %", ""], ())
 
     assert [c.name for c in columns] == ["queue", "queue_2", "c_1st_value", "nit", "column"]
-    assert {c.type for c in columns} == {ColumnType.TEXT}  # no matching definition: the safe rule
+    assert {c.type for c in columns} == {ColumnType.TEXT}  # no definition: the safe rule
 
 
 def test_lineage_names_the_table_as_openlineage_names_postgres(pg_database: PostgresServer) -> None:
     from airflow_provider_flexinsights.lineage import table_lineage
 
-    columns = plan_columns(["Queue", "Date", "Offered"], QUEUE_GRID, "/date")
+    columns = plan_columns(["Queue", "Date", "Offered"], QUEUE_LAYOUT)
     result = {"table": "queue_stats", "rows_inserted": 42, "workspace_id": DEMO_WORKSPACE, "report_id": "7"}
 
     lineage = table_lineage(result, "http://127.0.0.1:1", sql_hook(PG_CONN), columns)
@@ -357,8 +366,11 @@ def test_parquet_round_trip_has_the_typed_schema_and_every_row(
 def test_parquet_misfit_value_writes_nothing() -> None:
     from airflow_provider_flexinsights.parquet import parquet_chunks
 
-    plan = lambda names: plan_columns(names, QUEUE_GRID, "/date")  # noqa: E731
-    with pytest.raises(
-        MisfitValueError, match="Value 'lots' in column offered does not fit its type NUMERIC"
-    ):
-        b"".join(parquet_chunks(csv_bytes(["Queue", "Date", "Offered"], [["A", "02/01/2024", "lots"]]), plan))
+    plan = lambda names: plan_columns(names, QUEUE_LAYOUT)  # noqa: E731
+    rows = [["A", "02/01/2024", "1"], ["B", "02/01/2024", "lots"]]
+    with pytest.raises(MisfitValueError) as failure:
+        b"".join(parquet_chunks(csv_bytes(["Queue", "Date", "Offered"], rows), plan))
+
+    assert str(failure.value) == (
+        "Value 'lots' in column offered, row 2, does not fit its type NUMERIC; nothing was written."
+    )
