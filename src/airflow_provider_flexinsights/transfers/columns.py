@@ -150,9 +150,16 @@ def plan_columns(header: Sequence[str], layout: Sequence[LayoutColumn]) -> list[
         if len(matches) == 1 and claims[next(iter(matches))] == 1:
             planned.append(_typed(source, name, layout[next(iter(matches))]))
         else:
-            why = "named by several columns of the report" if matches else "not named by the report"
-            planned.append(Column(source, name, ColumnType.TEXT, reason=why))
+            planned.append(Column(source, name, ColumnType.TEXT, reason=_unmatched(matches)))
     return planned
+
+
+def _unmatched(matches: set[int]) -> str:
+    if not matches:
+        return "not named by the report"
+    if len(matches) > 1:
+        return "named by several columns of the report"
+    return "its column is named by several headers"
 
 
 def _typed(source: str, name: str, column: LayoutColumn) -> Column:
