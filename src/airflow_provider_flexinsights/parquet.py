@@ -2,10 +2,9 @@
 
 The schema is the SQL load's (:mod:`.transfers.columns`): snake_case names, ``TEXT`` as string,
 ``NUMERIC`` as float64, ``DATE`` as date32 (each date column read in its label's format). Arrow's
-streaming CSV reader parses a block at a time;
-each block becomes a row group whose bytes are handed on at once, so memory stays at about one
-block whatever the export's size, and :func:`.storage.write_atomically` writes the bytes whole or
-not at all, exactly as it writes CSV.
+streaming CSV reader parses a block at a time; each block becomes a row group whose bytes are
+handed on at once, so memory stays at about one block whatever the export's size, and
+:func:`.storage.write_atomically` writes the bytes whole or not at all, exactly as it writes CSV.
 """
 
 from __future__ import annotations

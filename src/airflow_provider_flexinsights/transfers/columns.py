@@ -241,20 +241,23 @@ class ReportColumnPlan:
         self._log, self._what = log, what
 
     def __call__(self, header: list[str]) -> list[Column]:
+        if not header:
+            return []  # an empty export: no columns to type, nothing to read
         if self._layout is None:
             self._layout = tuple(self._read_layout())
         columns = plan_columns(header, self._layout)
-        if not header:
-            return columns
-        if not any(c.matched for c in columns):
-            self._log.warning(
-                "Column types of %s: no CSV header matches a column of the report's definition "
-                "(headers %s; the definition names %s), so every column loads as TEXT.",
-                self._what,
-                ", ".join(repr(h) for h in header),
-                ", ".join("/".join(repr(n) for n in c.names) or "(untitled)" for c in self._layout)
-                or "nothing",
-            )
-        else:
-            self._log.info("Column types of %s by name: %s.", self._what, describe_types(columns))
+        self._tell(header, columns, self._layout)
         return columns
+
+    def _tell(self, header: list[str], columns: list[Column], layout: Sequence[LayoutColumn]) -> None:
+        """The load's one line: each column's type and why, or why none was typed."""
+        if any(c.matched for c in columns):
+            self._log.info("Column types of %s by name: %s.", self._what, describe_types(columns))
+            return
+        self._log.warning(
+            "Column types of %s: no CSV header matches a column of the report's definition "
+            "(headers %s; the definition names %s), so every column loads as TEXT.",
+            self._what,
+            ", ".join(repr(h) for h in header),
+            ", ".join("/".join(repr(n) for n in c.names) or "(untitled)" for c in layout) or "nothing",
+        )
