@@ -663,3 +663,15 @@ def test_headers_match_names_after_the_same_normalization_and_only_one_to_one() 
         ("queue", ColumnType.TEXT, "its column is named by several headers"),  # so neither is trusted
         ("queue_2", ColumnType.TEXT, "its column is named by several headers"),
     ]
+
+
+def test_every_emulated_reports_csv_header_lines_up_with_its_definition(
+    flex_connection: str, emulator: Emulator
+) -> None:
+    from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
+
+    with FlexInsightsHook().session() as client:
+        for report_id, report in default_reports().items():
+            header = list(report.layout.shape.header)
+            columns = plan_columns(header, client.report_layout(DEMO_WORKSPACE, report_id))
+            assert all(c.matched for c in columns), (report_id, [c for c in columns if not c.matched])
