@@ -1,10 +1,11 @@
 """Load a large export into PostgreSQL: the provider's loader vs psql's \\copy of the same CSV.
 
 Both load the same bytes into the same (truncated) table of the same throwaway server in the same
-run, taking turns: the provider streams the export from the emulator (a separate process) into
-``COPY ... FROM STDIN`` through its loader; the reference is ``psql -c "\\copy ... from FILE csv
-header"`` of that CSV, saved to disk first. Memory: this process's peak RSS growth from after a
-1 MB load to after the big one.
+run, taking turns: the provider reads the report's layout (report, definition, each label, its
+attribute, each unaliased metric: what types the columns by name) and streams the export from the
+emulator (a separate process) into ``COPY ... FROM STDIN`` through its loader, both timed; the
+reference is ``psql -c "\\copy ... from FILE csv header"`` of that CSV, saved to disk first.
+Memory: this process's peak RSS growth from after a 1 MB load to after the big one.
 
     python benchmarks/load_postgres.py            # 1 GiB (targets: >= 0.8x psql, <= 50 MB RSS growth)
     python benchmarks/load_postgres.py --smoke    # 16 MB, not judged
@@ -13,6 +14,8 @@ header"`` of that CSV, saved to disk first. Memory: this process's peak RSS grow
 from __future__ import annotations
 
 import argparse
+import functools
+import logging
 import shutil
 import sys
 import tempfile
@@ -26,8 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.postgre
 
 from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE
 from airflow_provider_flexinsights.emulator.model import BULK_REPORT
-from airflow_provider_flexinsights.protocol import DATE_IDENTIFIER
-from airflow_provider_flexinsights.transfers.columns import plan_columns
+from airflow_provider_flexinsights.transfers.columns import ReportColumnPlan
 from airflow_provider_flexinsights.transfers.sql_load import TableLoader
 
 from tests.postgres_server import start_postgres
@@ -45,27 +47,29 @@ def postgres_hook(url: str) -> Any:
     return PostgresHook(postgres_conn_id="bench_pg")
 
 
-def load_with_provider(running: Any, hook: Any, uri: str, grid: Any, date_uri: str) -> tuple[float, int]:
+def load_with_provider(running: Any, hook: Any, uri: str) -> tuple[float, int]:
+    """One load as the operator does it: the layout read through the export's session when the
+    header arrives, then the rows streamed into COPY; both timed."""
     client = running.client()
     try:
         status = client.check_export(uri)
         began = time.perf_counter()
+        layout = functools.partial(client.report_layout, DEMO_WORKSPACE, BULK_REPORT)
+        plan = ReportColumnPlan(layout, logging.getLogger("load_postgres"), f"report {BULK_REPORT}")
         with client.open_csv(status) as chunks:
-            result = TableLoader(hook, TABLE, mode="append").load(
-                chunks, lambda header: plan_columns(header, grid, date_uri)
-            )
+            result = TableLoader(hook, TABLE, mode="append").load(chunks, plan)
         return time.perf_counter() - began, result.rows_inserted
     finally:
         client.close()
 
 
-def warm_up(hook: Any, grid: Any, date_uri: str) -> float:
+def warm_up(hook: Any) -> float:
     """A 1 MB load (it creates the table with the provider's types); returns the RSS baseline."""
     with emulator("--pending-polls", "0", "--bulk-report-mb", "1") as small:
         client = small.client()
         uri = client.start_export(DEMO_WORKSPACE, BULK_REPORT, "2024-01-01", "2024-01-25")
         client.close()
-        load_with_provider(small, hook, uri, grid, date_uri)
+        load_with_provider(small, hook, uri)
     return peak_rss_mb()
 
 
@@ -91,8 +95,6 @@ def main() -> int:
         with emulator("--pending-polls", "0", "--bulk-report-mb", str(size_mb)) as running:
             client = running.client()
             uri = client.start_export(DEMO_WORKSPACE, BULK_REPORT, "2024-01-01", "2024-01-25")
-            grid = client.report_layout(DEMO_WORKSPACE, BULK_REPORT)
-            date_uri = client.resolve_identifier(DEMO_WORKSPACE, DATE_IDENTIFIER)
             csv_path = work / "export.csv"
             with client.open_csv(client.check_export(uri)) as chunks, csv_path.open("wb") as out:
                 for chunk in chunks:
@@ -101,7 +103,7 @@ def main() -> int:
             csv_path.chmod(0o644)
             mib = csv_path.stat().st_size / 2**20
 
-            baseline_rss = warm_up(hook, grid, date_uri)
+            baseline_rss = warm_up(hook)
             columns = table_columns(hook)
             ours, theirs, rows = [], [], 0
             for round_ in range(rounds):
@@ -112,7 +114,7 @@ def main() -> int:
                         server.psql("-c", f"\\copy {TABLE} ({columns}) from '{csv_path}' csv header")
                         theirs.append(time.perf_counter() - began)
                     else:
-                        seconds, rows = load_with_provider(running, hook, uri, grid, date_uri)
+                        seconds, rows = load_with_provider(running, hook, uri)
                         ours.append(seconds)
                     count = hook.get_first(f"SELECT count(*) FROM {TABLE}")[0]
                     checks.judge(

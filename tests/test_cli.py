@@ -88,6 +88,9 @@ def test_reports_prints_a_table_of_ids_titles_and_last_changes(emulator: Emulato
         "3035644  Queue performance, retired queues (no data)  2023-11-30 08:15:00\n"
         "3035645  Queue performance by agent team              2024-02-20 11:05:33\n"
         "3035646  Queue performance by channel                 2024-02-21 10:00:00\n"
+        "3035647  Daily totals per queue                       2024-04-02 08:30:00\n"
+        "3035648  Queue performance, renamed columns           2024-04-03 14:00:00\n"
+        "3035649  Queue performance, European dates            2024-04-04 09:15:00\n"
     )
     assert emulator.calls() == [("login", 200), ("token", 200), ("query", 200), ("logout", 204)]
 
@@ -102,6 +105,9 @@ def test_reports_json_for_machines_with_plain_environment_credentials(emulator: 
         (EMPTY_REPORT, "2023-11-30 08:15:00"),
         ("3035645", "2024-02-20 11:05:33"),
         ("3035646", "2024-02-21 10:00:00"),
+        ("3035647", "2024-04-02 08:30:00"),
+        ("3035648", "2024-04-03 14:00:00"),
+        ("3035649", "2024-04-04 09:15:00"),
     ]
     assert reports[0]["title"] == "Queue performance, 15 minute intervals"
     assert reports[0]["uri"] == f"/gdc/md/{DEMO_WORKSPACE}/obj/{QUEUE_REPORT}"
@@ -351,7 +357,7 @@ def test_a_connection_in_the_metadata_database_works(emulator: Emulator, airflow
     done = run("reports", "--conn-id", conn_id, "--json", env={})
 
     assert done.returncode == 0, done.stderr
-    assert len(json.loads(done.stdout)) == 4
+    assert len(json.loads(done.stdout)) == 7
 
 
 # --- progress, speed -------------------------------------------------------------------------------
@@ -435,7 +441,7 @@ def test_help_names_the_commands_credentials_and_exit_codes() -> None:
 def test_retries_are_told_on_stderr_and_stdout_stays_json(emulator: Emulator) -> None:
     done = run("reports", "--json", env=airflow_env(emulator))
 
-    assert done.returncode == 0 and len(json.loads(done.stdout)) == 4
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 7
     assert done.stderr.startswith(
         f"flex-insights: Flex Insights could not list the reports of workspace {DEMO_WORKSPACE} (HTTP 503"
     )

@@ -20,13 +20,16 @@ import pytest
 import requests
 
 from airflow_provider_flexinsights import protocol
+from airflow_provider_flexinsights.api import FlexInsightsApi
 from airflow_provider_flexinsights.emulator import (
+    ALIAS_REPORT,
     CHANNEL_LABEL,
     DEMO_EMAIL,
     DEMO_PASSWORD,
     DEMO_WORKSPACE,
     QUEUE_LABEL,
     QUEUE_REPORT,
+    REORDERED_REPORT,
     Emulator,
     EmulatorConfig,
     render_report,
@@ -36,6 +39,7 @@ from airflow_provider_flexinsights.filters import AttributeFilter, DateInterval
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsAsyncHook, FlexInsightsHook
 from airflow_provider_flexinsights.protocol import Auth, Reply, Request, Verdict
 from airflow_provider_flexinsights.session import Credentials, Flow, Send, Session
+from airflow_provider_flexinsights.transfers.columns import ColumnType, plan_columns
 
 from tests.test_filters import export_with, filtered_download
 
@@ -568,3 +572,227 @@ def test_value_filters_look_values_up_with_the_recorded_filter_search_only(
 
 def sales() -> AttributeFilter:
     return AttributeFilter(QUEUE_LABEL, ("Sales",))
+
+
+# --- Report metadata: what a typed load reads (docs/wire.md, "Report metadata") ------------------------
+
+RECORDED_BASE = "https://secure.gooddata.com"  # where ``recorded`` answers come from
+MM = "/gdc/md/d1jibu5q4oaxutzx2gvh940i9c95domw"  # migrates_metrics.yml's workspace
+FAST = "/gdc/md/z731txz55xvey6djylkrjsgyq178qhbe"  # is_possible_to_move_attribute_..._fast_attribute_.yml's
+REGEXP = "/gdc/md/uihlr91spuzouu4qph5twhixwg9gqice"  # ..._lookup_the_attributes_by_regexp_....yml's
+
+
+def meta(uri: str, title: str, category: str, identifier: str = "") -> dict[str, Any]:
+    return {"uri": uri, "title": title, "category": category, "identifier": identifier, "tags": ""}
+
+
+def in_grid(label_uri: str) -> dict[str, Any]:
+    """An attribute label in a grid's rows or columns, as recorded (no alias)."""
+    return {"attribute": {"alias": "", "totals": [[]], "uri": label_uri}}
+
+
+def emulated(wire: Wire, object_id: str | int) -> dict[str, Any]:
+    answer = wire.send("GET", f"/gdc/md/{DEMO_WORKSPACE}/obj/{object_id}")
+    assert answer.status_code == 200
+    document: dict[str, Any] = answer.json()
+    return document
+
+
+def test_a_report_lists_its_definitions_oldest_first_and_the_last_is_current(wire: Wire) -> None:
+    # E2E_the_whole_life-cycle/5_-_Subsequent_Release/.../migrates_metrics.yml: GET {ws}/obj/384 -> 200
+    #   {"report": {"content": {"domains": [], "definitions": ["{ws}/obj/383"]},
+    #   "meta": {..., "category": "report"}}}
+    # Full_project_implementation/should_be_able_to_purge_report_from_older_revisions.yml: after a PUT
+    #   of a new version, "definitions": ["{ws}/obj/269", "{ws}/obj/271"] (the new one last)
+    request = protocol.read_object("uihlr91spuzouu4qph5twhixwg9gqice", "270")
+    report = {"domains": [], "definitions": [f"{REGEXP}/obj/269", f"{REGEXP}/obj/271"]}
+    answer = recorded(200, {"report": {"content": report, "meta": meta(f"{REGEXP}/obj/270", "r", "report")}})
+    assert protocol.read_report_definition_uri(request, answer, RECORDED_BASE) == f"{REGEXP}/obj/271"
+
+    served = emulated(wire, REORDERED_REPORT)["report"]
+    assert served["meta"]["category"] == "report" and served["content"]["domains"] == []
+    assert served["content"]["definitions"] == [
+        f"/gdc/md/{DEMO_WORKSPACE}/obj/{REORDERED_REPORT}{n}" for n in (1, 2)
+    ]
+    older, current = (emulated(wire, f"{REORDERED_REPORT}{n}")["reportDefinition"] for n in (1, 2))
+    assert older["content"]["grid"] != current["content"]["grid"]
+
+
+def test_a_grid_names_labels_and_metrics_by_uri_with_aliases_and_a_metric_group_marker(wire: Wire) -> None:
+    # migrates_metrics.yml: GET {ws}/obj/383 -> {"reportDefinition": {"content": {"grid": {"sort": ...,
+    #   "columnWidths": [], "columns": [{"attribute": {"alias": "", "totals": [[]], "uri": "{ws}/obj/293"}}],
+    #   "metrics": [{"alias": "Customers Count", "uri": "{ws}/obj/369"}], "rows": ["metricGroup"]},
+    #   "format": "grid", "filters": []}, ...}}
+    # ..._fast_attribute_.yml: GET {ws}/obj/267 -> the same with the label in "rows" and
+    #   "columns": ["metricGroup"], metric alias "sum of Lines Changed"
+    for rows, columns, label, alias in (
+        (["metricGroup"], [in_grid(f"{MM}/obj/293")], f"{MM}/obj/293", "Customers Count"),
+        ([in_grid(f"{FAST}/obj/219")], ["metricGroup"], f"{FAST}/obj/219", "sum of Lines Changed"),
+    ):  # fmt: skip
+        grid = {"sort": {"columns": [], "rows": []}, "columnWidths": [], "columns": columns, "rows": rows,
+                "metrics": [{"alias": alias, "uri": f"{MM}/obj/369"}]}  # fmt: skip
+        content = {"grid": grid, "format": "grid", "filters": []}
+        answer = recorded(
+            200, {"reportDefinition": {"content": content, "meta": meta("/x", "u", "reportDefinition")}}
+        )
+        assert protocol.read_report_grid(answer) == (
+            protocol.GridItem("attribute", label),
+            protocol.GridItem("metric", f"{MM}/obj/369", alias),
+        )
+
+    for report_id, marker in ((REORDERED_REPORT, "rows"), (QUEUE_REPORT, "columns")):
+        definition = emulated(wire, f"{report_id}{2 if report_id == REORDERED_REPORT else 1}")[
+            "reportDefinition"
+        ]
+        served = definition["content"]
+        assert (served["format"], served["filters"], definition["meta"]["category"]) == (
+            "grid",
+            [],
+            "reportDefinition",
+        )
+        assert set(served["grid"]) == {"sort", "columnWidths", "columns", "metrics", "rows"}
+        assert served["grid"][marker][-1] == "metricGroup"
+        other = served["grid"]["columns" if marker == "rows" else "rows"]
+        assert other and all(set(item["attribute"]) == {"alias", "totals", "uri"} for item in other)
+        assert all(set(m) == {"alias", "uri"} for m in served["grid"]["metrics"])
+
+
+ATTRIBUTE_163 = {
+    # Full_project_implementation/
+    #   should_be_able_to_lookup_the_attributes_by_regexp_and_return_a_collection.yml:
+    #   GET {ws}/obj/163 -> the date attribute; each label (displayForm) says its format in content.type
+    #   (GoodData_MandatoryUserFilter/all.yml records the same labels)
+    "attribute": {
+        "content": {
+            "type": "GDC.time.date",
+            "displayForms": [
+                {
+                    "content": {"formOf": f"{REGEXP}/obj/163", "default": n, "type": day_type},
+                    "meta": meta(f"{REGEXP}/obj/{object_id}", title, "attributeDisplayForm", identifier),
+                }
+                for n, (object_id, day_type, identifier, title) in enumerate(
+                    [
+                        (202, "GDC.time.day_us", "committed_on.date.mmddyyyy", "mm/dd/yyyy (Committed On)"),
+                        (201, "GDC.time.day", "committed_on.date.yyyymmdd", "yyyy-mm-dd (Committed On)"),
+                        (200, "GDC.time.day_eu", "committed_on.date.ddmmyyyy", "dd/mm/yyyy (Committed On)"),
+                        (203, "GDC.time.day_iso", "committed_on.date.eddmmyyyy", "dd-mm-yyyy (Committed On)"),
+                    ],
+                    start=1,
+                )
+            ],
+        },
+        "meta": meta(f"{REGEXP}/obj/163", "Date (Committed On)", "attribute", "committed_on.date"),
+    }
+}
+LABEL_219 = {
+    # ..._fast_attribute_.yml: GET {ws}/obj/219 -> a label without a type (not a date), of attribute 217
+    "attributeDisplayForm": {
+        "content": {"formOf": f"{FAST}/obj/217", "expression": f"[{FAST}/obj/16]", "default": 1},
+        "links": {"elements": f"{FAST}/obj/219/elements"},
+        "meta": meta(f"{FAST}/obj/219", "Email", "attributeDisplayForm", "label.devs.dev_id.email"),
+    }
+}
+
+
+def test_a_label_names_its_attribute_and_the_date_attributes_labels_say_their_format(wire: Wire) -> None:
+    label = protocol.read_grid_object(recorded(200, LABEL_219))
+    assert (label.category, label.title, label.form_of, label.label_type) == (
+        "attributeDisplayForm", "Email", f"{FAST}/obj/217", ""
+    )  # fmt: skip
+    date = protocol.read_grid_object(recorded(200, ATTRIBUTE_163))
+    assert (date.category, date.title) == ("attribute", "Date (Committed On)")
+    assert dict(date.label_types) == {
+        f"{REGEXP}/obj/202": "GDC.time.day_us",
+        f"{REGEXP}/obj/201": "GDC.time.day",
+        f"{REGEXP}/obj/200": "GDC.time.day_eu",
+        f"{REGEXP}/obj/203": "GDC.time.day_iso",
+    }
+
+    queue_label = emulated(wire, 20011)["attributeDisplayForm"]
+    assert set(queue_label["content"]) == {"formOf", "expression", "default"}  # no type: not a date
+    assert queue_label["meta"]["category"] == "attributeDisplayForm"
+    attribute = emulated(wire, queue_label["content"]["formOf"].rsplit("/", 1)[-1])["attribute"]
+    assert (attribute["meta"]["category"], attribute["meta"]["title"]) == ("attribute", "Queue")
+    served_date = emulated(wire, 20050)["attribute"]
+    assert served_date["content"]["type"] == "GDC.time.date"
+    forms = {f["meta"]["identifier"]: f["content"]["type"] for f in served_date["content"]["displayForms"]}
+    assert forms == {
+        "date.date.mmddyyyy": "GDC.time.day_us",
+        "date.date.yyyymmdd": "GDC.time.day",
+        "date.date.ddmmyyyy": "GDC.time.day_eu",
+        "date.date.eddmmyyyy": "GDC.time.day_iso",
+    }
+    eu_label = emulated(wire, 20053)["attributeDisplayForm"]
+    assert eu_label["content"]["type"] == "GDC.time.day_eu"  # a label read alone says its type too
+    assert eu_label["content"]["formOf"] == f"/gdc/md/{DEMO_WORKSPACE}/obj/20050"
+
+
+def test_a_metric_has_a_title_and_a_format_and_the_raw_export_writes_it_unformatted(wire: Wire) -> None:
+    # migrates_metrics.yml: GET {ws}/obj/369 -> {"metric": {"content": {"format": "#,##0", "tree": ...,
+    #   "expression": "SELECT COUNT(...)"}, "meta": {"title": "Customers Count", "category": "metric", ...}}}
+    #   (GoodData_Metric/should_accept_number_format_in_constructor.yml: "format": "#,##0%");
+    # GoodData_Report/raw_export/exports_raw_report.yml: that metric's value in the CSV is "11.00"
+    content = {"format": "#,##0", "expression": f"SELECT COUNT([{MM}/obj/281])"}
+    answer = recorded(
+        200, {"metric": {"content": content, "meta": meta(f"{MM}/obj/369", "Customers Count", "metric")}}
+    )
+    metric = protocol.read_grid_object(answer)
+    assert (metric.category, metric.title, metric.form_of, metric.label_type) == (
+        "metric",
+        "Customers Count",
+        "",
+        "",
+    )
+
+    served = emulated(wire, 21004)["metric"]
+    assert (served["meta"]["title"], served["meta"]["category"]) == ("Service Level", "metric")
+    assert served["content"]["format"] == "#,##0.00%" and served["content"]["expression"].startswith(
+        "SELECT "
+    )
+    body = {"report_req": {"report": f"/gdc/md/{DEMO_WORKSPACE}/obj/{QUEUE_REPORT}"}}
+    uri = wire.send("POST", f"/gdc/app/projects/{DEMO_WORKSPACE}/execute/raw", body).json()["uri"]
+    while (ready := wire.send("GET", uri)).status_code == 202:
+        pass
+    first_row = ready.content.split(b"\r\n")[1].decode()
+    assert re.fullmatch(r"0\.\d{4}", first_row.split('","')[8])  # Service Level: 0.8123, not 81.23%
+
+
+def test_a_column_is_named_by_its_alias_else_by_its_attributes_title(flex_connection: str) -> None:
+    # ..._fast_attribute_.yml: report definition 267 (label 219 "Email" in rows, no alias; metric 266
+    #   aliased "sum of Lines Changed"); executing it answers a reportView whose row is titled by the
+    #   attribute: {"attributeTitle": "Dev", "displayFormId": "{ws}/obj/219", "title": "Dev", ...} and
+    #   whose metric by its alias: {"title": "sum of Lines Changed", "metricId": "{ws}/obj/266"}.
+    #   The attribute (obj/217, attr.devs.dev_id, "Dev" in the same cassette's model) is answered in
+    #   the recorded attribute shape (ATTRIBUTE_163).
+    ws = FAST.rsplit("/", 1)[-1]
+    grid = {"rows": [in_grid(f"{FAST}/obj/219")], "columns": ["metricGroup"],
+            "metrics": [{"alias": "sum of Lines Changed", "uri": f"{FAST}/obj/266"}]}  # fmt: skip
+    definition = {
+        "reportDefinition": {"content": {"grid": grid, "format": "grid"}, "meta": meta("/", "u", "r")}
+    }
+    dev = meta(f"{FAST}/obj/217", "Dev", "attribute", "attr.devs.dev_id")
+    attribute = {"attribute": {"content": {"displayForms": [LABEL_219["attributeDisplayForm"]]}, "meta": dev}}
+    report = {"report": {"content": {"definitions": [f"{FAST}/obj/267"]}, "meta": meta("/", "r", "report")}}
+    session = Session(Credentials("rubydev+admin@gooddata.com", "pw"), RECORDED_BASE)
+    api = FlexInsightsApi(session, RECORDED_BASE)
+    answers = [recorded(200, document) for document in (report, definition, LABEL_219, attribute)]
+
+    sends, layout = scripted(api.report_layout(ws, "268"), [LOGIN_REPLY, token_reply("tt-1"), *answers])
+
+    assert [s.request.path for s in sends[2:]] == [
+        f"/gdc/md/{ws}/obj/268",
+        *(f"{FAST}/obj/{n}" for n in (267, 219, 217)),
+    ]
+    assert layout == (
+        protocol.LayoutColumn("attribute", f"{FAST}/obj/219", ("Dev", "Email")),
+        protocol.LayoutColumn("metric", f"{FAST}/obj/266", ("sum of Lines Changed",)),
+    )
+    columns = plan_columns(["Dev", "sum of Lines Changed"], layout)
+    assert [(c.type, c.reason) for c in columns] == [
+        (ColumnType.TEXT, "attribute"),
+        (ColumnType.NUMERIC, "metric"),
+    ]
+
+    with FlexInsightsHook().session() as client:  # the emulator names its columns the same way
+        served = client.report_layout(DEMO_WORKSPACE, ALIAS_REPORT)
+    assert [c.names for c in served] == [("Day",), ("Team Queue",), ("Offered",), ("Service Level",)]

@@ -221,7 +221,14 @@ UNKNOWN_WORKSPACE = "abcdefghijklmnopqrstuvwxyz012345"
 def test_report_list_has_every_known_report_with_title_and_last_change(
     api: requests.Session, emulator: Emulator
 ) -> None:
-    from airflow_provider_flexinsights.emulator import AGENT_REPORT, CHANNEL_REPORT, EMPTY_REPORT
+    from airflow_provider_flexinsights.emulator import (
+        AGENT_REPORT,
+        ALIAS_REPORT,
+        CHANNEL_REPORT,
+        EMPTY_REPORT,
+        EU_DATE_REPORT,
+        REORDERED_REPORT,
+    )
 
     answer = api.get(f"{emulator.url}{QUERY_REPORTS}")
 
@@ -229,7 +236,15 @@ def test_report_list_has_every_known_report_with_title_and_last_change(
     entries = answer.json()["query"]["entries"]
     assert [e["link"] for e in entries] == [
         f"/gdc/md/{DEMO_WORKSPACE}/obj/{report}"
-        for report in (QUEUE_REPORT, EMPTY_REPORT, AGENT_REPORT, CHANNEL_REPORT)
+        for report in (
+            QUEUE_REPORT,
+            EMPTY_REPORT,
+            AGENT_REPORT,
+            CHANNEL_REPORT,
+            REORDERED_REPORT,
+            ALIAS_REPORT,
+            EU_DATE_REPORT,
+        )
     ]
     queue = entries[0]
     assert queue["title"] == "Queue performance, 15 minute intervals"

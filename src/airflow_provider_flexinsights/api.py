@@ -158,8 +158,10 @@ class FlexInsightsApi:
         reply = yield from self._send_in_workspace(request, protocol.OBJECT_HINT)
         return protocol.read_metadata_object(reply)
 
-    def report_layout(self, workspace_id: str, report_id: str) -> Flow[tuple[protocol.GridItem, ...]]:
-        """The report's grid (attributes, then metrics), or nothing when it has no definition."""
+    def report_layout(self, workspace_id: str, report_id: str) -> Flow[tuple[protocol.LayoutColumn, ...]]:
+        """The report's columns as its current definition describes them (names, kinds, label types),
+        or nothing when it has no definition. Each object is read once: the report, its definition,
+        each label and its attribute, and each metric without an alias (an alias is its name)."""
         report = protocol.read_object(workspace_id, report_id)
         reply = yield from self._send_in_workspace(report, protocol.OBJECT_HINT)
         definition_uri = protocol.read_report_definition_uri(report, reply, self.base_url)
@@ -167,7 +169,29 @@ class FlexInsightsApi:
             return ()
         request = protocol.read_object_at(definition_uri, "report definition")
         reply = yield from self._send_in_workspace(request, protocol.OBJECT_HINT)
-        return protocol.read_report_grid(reply)
+        grid = protocol.read_report_grid(reply)
+        objects: dict[str, protocol.GridObject] = {}
+        for location in dict.fromkeys(i.uri for i in grid if i.kind == "attribute" or not i.alias):
+            label_request, label_reply = yield from self._read_linked(location, objects, request, reply)
+            attribute = objects[location].form_of  # a label's attribute: its title, its labels' types
+            if attribute and attribute not in objects:
+                yield from self._read_linked(attribute, objects, label_request, label_reply)
+        return tuple(protocol.layout_column(item, objects) for item in grid)
+
+    def _read_linked(
+        self,
+        location: str,
+        objects: dict[str, protocol.GridObject],
+        source: protocol.Request,
+        source_reply: protocol.Reply,
+    ) -> Flow[tuple[protocol.Request, protocol.Reply]]:
+        """Read the object ``location`` (linked from ``source``'s answer) into ``objects``."""
+        request = protocol.read_linked_object(
+            location, "object", request=source, reply=source_reply, base_url=self.base_url
+        )
+        reply = yield from self._send_in_workspace(request, protocol.OBJECT_HINT)
+        objects[location] = protocol.read_grid_object(reply)
+        return request, reply
 
     def _send_in_workspace(self, request: protocol.Request, not_found_hint: str) -> Flow[protocol.Reply]:
         """Send with the session's renewal and retries; a 404 says what to check, not the default."""

@@ -19,7 +19,7 @@ from airflow_provider_flexinsights.api import ExportStatus, FlexInsightsApi, Loo
 from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
 from airflow_provider_flexinsights.exceptions import FlexInsightsDownloadError, FlexInsightsError
 from airflow_provider_flexinsights.filters import ExportFilter
-from airflow_provider_flexinsights.protocol import GridItem, MetadataObject, ReportSummary, SuccessBody
+from airflow_provider_flexinsights.protocol import LayoutColumn, MetadataObject, ReportSummary, SuccessBody
 from airflow_provider_flexinsights.session import Flow, Session, TransportError
 from airflow_provider_flexinsights.transport import AsyncTransport, SyncTransport
 from airflow_provider_flexinsights.validation import ConnectionSettings
@@ -141,8 +141,9 @@ class FlexInsightsClient:
         """Title, identifier and category of the object ``/gdc/md/{workspace_id}/obj/{object_id}``."""
         return self._run(self._api.describe_object(workspace_id, object_id))
 
-    def report_layout(self, workspace_id: str, report_id: str) -> tuple[GridItem, ...]:
-        """The report's columns as its definition lists them (attributes, then metrics)."""
+    def report_layout(self, workspace_id: str, report_id: str) -> tuple[LayoutColumn, ...]:
+        """The report's columns as its definition describes them: the headers each may have, its
+        kind, a label's type (what a typed load matches the CSV's header against)."""
         return self._run(self._api.report_layout(workspace_id, report_id))
 
     def close(self) -> None:

@@ -1,20 +1,27 @@
 """CSV chunks in, Parquet bytes out, one row group at a time (optional extra ``parquet``: pyarrow).
 
 The schema is the SQL load's (:mod:`.transfers.columns`): snake_case names, ``TEXT`` as string,
-``NUMERIC`` as float64, ``DATE`` as date32. Arrow's streaming CSV reader parses a block at a time;
-each block becomes a row group whose bytes are handed on at once, so memory stays at about one
-block whatever the export's size, and :func:`.storage.write_atomically` writes the bytes whole or
-not at all, exactly as it writes CSV.
+``NUMERIC`` as float64, ``DATE`` as date32 (each date column read in its label's format). Arrow's
+streaming CSV reader parses a block at a time; each block becomes a row group whose bytes are
+handed on at once, so memory stays at about one block whatever the export's size, and
+:func:`.storage.write_atomically` writes the bytes whole or not at all, exactly as it writes CSV.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
-from airflow_provider_flexinsights.transfers.columns import DATE_FORMAT, Column, ColumnType, MisfitValueError
+from airflow_provider_flexinsights.transfers.columns import (
+    DATE_FORMATS,
+    Column,
+    ColumnPlan,
+    ColumnType,
+    MisfitValueError,
+)
 from airflow_provider_flexinsights.transfers.sql_load import ChunkReader, read_header
 
 BLOCK_BYTES = 8 << 20  # CSV bytes per row group
@@ -60,7 +67,11 @@ def arrow_type(pa: Any, column: Column) -> Any:
     ]
 
 
-def parquet_chunks(chunks: Iterator[bytes], plan: Callable[[list[str]], list[Column]]) -> Iterator[bytes]:
+NOTHING_WRITTEN = "nothing was written"
+_US_DAYS = DATE_FORMATS["GDC.time.day_us"]
+
+
+def parquet_chunks(chunks: Iterator[bytes], plan: ColumnPlan) -> Iterator[bytes]:
     """The Parquet file of a CSV stream, as byte chunks (one per row group, then the footer)."""
     pa = _pyarrow()
     import pyarrow.csv as pa_csv
@@ -80,35 +91,57 @@ def parquet_chunks(chunks: Iterator[bytes], plan: Callable[[list[str]], list[Col
                     column_types={c.name: pa.string() for c in columns}, strings_can_be_null=True
                 ),
             )
+            rows_before = 0
             for batch in reader:
-                writer.write_batch(_typed(pa, batch, columns, schema))
+                writer.write_batch(_typed(pa, batch, columns, schema, rows_before))
+                rows_before += batch.num_rows
                 yield out.take()
     yield out.take()
 
 
-def _typed(pa: Any, batch: Any, columns: list[Column], schema: Any) -> Any:
-    """Cast each string column to its type; a value that does not parse fails naming it."""
-    import pyarrow.compute as pc
-
+def _typed(pa: Any, batch: Any, columns: list[Column], schema: Any, rows_before: int) -> Any:
+    """Cast each string column to its type; a value that does not parse fails naming it and its row."""
     arrays = []
     for index, column in enumerate(columns):
         strings = batch.column(index)
         if column.type is ColumnType.TEXT:
             arrays.append(strings.fill_null(""))
             continue
+        convert = functools.partial(_convert, pa, column)
         try:
-            if column.type is ColumnType.DATE:
-                arrays.append(pc.cast(pc.strptime(strings, DATE_FORMAT, "s"), pa.date32()))
-            else:
-                arrays.append(pc.cast(strings, pa.float64()))
-        except pa.ArrowInvalid as err:
-            raise MisfitValueError(column.name, _bad_value(err), column.type) from None
+            arrays.append(convert(strings))
+        except pa.ArrowInvalid:
+            at = _first_failure(pa, strings, convert)
+            raise MisfitValueError(
+                column.name,
+                strings[at].as_py(),
+                column.type,
+                row=rows_before + at + 1,
+                date_format=column.date_format,
+                outcome=NOTHING_WRITTEN,
+            ) from None
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _bad_value(err: Exception) -> str:
-    """Arrow says ``Failed to parse string: 'lots' as a scalar of type double``: the value between quotes."""
-    text = str(err)
-    start = text.find("'")
-    end = text.find("'", start + 1)
-    return text[start + 1 : end] if 0 <= start < end else text
+def _convert(pa: Any, column: Column, strings: Any) -> Any:
+    """Strings to the column's type: days in their label's format, numbers as float64."""
+    import pyarrow.compute as pc
+
+    if column.type is ColumnType.DATE:
+        days = column.date_format or _US_DAYS
+        return pc.cast(pc.strptime(strings, days.strptime, "s"), pa.date32())
+    return pc.cast(strings, pa.float64())
+
+
+def _first_failure(pa: Any, strings: Any, convert: Callable[[Any], Any]) -> int:
+    """The index of the first value ``convert`` refuses (``strings`` as a whole is refused), by
+    halving: Arrow's message names no row, and a block holds about 100,000 of them."""
+    low, high = 0, len(strings)  # every value before ``low`` converts; the first failure is before ``high``
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            convert(strings.slice(low, middle - low))
+            low = middle
+        except pa.ArrowInvalid:
+            high = middle
+    return low

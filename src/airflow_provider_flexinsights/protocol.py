@@ -666,7 +666,10 @@ def _unexpected_shape(reply: Reply, what: str) -> FlexInsightsApiError:
     )
 
 
-# --- Report layout: the columns' kinds, for typed loads (the warehouse transfer) ----------------
+# --- Report layout: the columns' names and kinds, for typed loads (the warehouse transfer) -------
+#
+# report -> its last definition -> the grid -> each label, its attribute, and each metric without an
+# alias. Shapes and sources: docs/wire.md, "Report metadata"; tests/test_conformance.py pins each.
 
 
 @dataclass(frozen=True)
@@ -678,9 +681,45 @@ class GridItem:
     alias: str = ""
 
 
+@dataclass(frozen=True)
+class GridObject:
+    """What a typed load needs of an object a grid names (a label, its attribute, a metric).
+
+    ``form_of``: a label's attribute. ``label_type``: a label's ``content.type`` (the date
+    dimension's labels say their format: ``GDC.time.day_us``...; other labels have none).
+    ``label_types``: an attribute's labels (its ``displayForms``) -> their types.
+    """
+
+    uri: str
+    category: str
+    title: str
+    form_of: str = ""
+    label_type: str = ""
+    label_types: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LayoutColumn:
+    """One column of a report as its definition describes it: what it is, the headers the raw
+    export may write for it (its alias; without one, its attribute's or metric's title, or its
+    label's title: no recording shows which), and for an attribute its label's type."""
+
+    kind: Literal["attribute", "metric"]
+    uri: str
+    names: tuple[str, ...]
+    label_type: str = ""
+
+
 def read_object_at(uri: str, what: str) -> Request:
-    """Any metadata object by its URI (``/gdc/md/{ws}/obj/{id}``)."""
+    """Any metadata object by its path on the base URL (``/gdc/md/{ws}/obj/{id}``)."""
     return Request("GET", uri, f"read the {what} {uri}")
+
+
+def read_linked_object(location: str, what: str, *, request: Request, reply: Reply, base_url: str) -> Request:
+    """The object a metadata answer links to (a grid's label or metric, a label's attribute): a
+    server-supplied location, so it goes through :func:`follow` like every other."""
+    source = _source_url(request, reply, base_url)
+    return read_object_at(follow(location, base_url=base_url, source=source, action=request.action), what)
 
 
 def read_report_definition_uri(request: Request, reply: Reply, base_url: str) -> str | None:
@@ -698,8 +737,9 @@ def read_report_definition_uri(request: Request, reply: Reply, base_url: str) ->
 
 
 def read_report_grid(reply: Reply) -> tuple[GridItem, ...]:
-    """A ``reportDefinition``'s grid in raw-export column order: the attributes of ``rows``, then
-    those of ``columns`` (the ``"metricGroup"`` marker skipped), then ``metrics``."""
+    """A ``reportDefinition``'s grid: the attribute labels of ``rows``, then those of ``columns``
+    (the ``"metricGroup"`` marker skipped), then ``metrics``. This order is only the grid's: the
+    raw export's column order is not recorded, so columns are matched by name, never by place."""
     try:
         grid = reply.json()["reportDefinition"]["content"]["grid"]
         attributes = [
@@ -711,3 +751,44 @@ def read_report_grid(reply: Reply) -> tuple[GridItem, ...]:
     except (KeyError, TypeError, AttributeError) as err:
         raise _unexpected_shape(reply, "the report definition") from err
     return (*attributes, *metrics)
+
+
+def read_grid_object(reply: Reply) -> GridObject:
+    """A label (``attributeDisplayForm``), an attribute or a metric: ``{CATEGORY: {"content", "meta"}}``."""
+    try:
+        ((category, wrapper),) = reply.json().items()
+        content, meta = wrapper.get("content") or {}, wrapper["meta"]
+        label_types = {
+            form["meta"]["uri"]: str(form["content"]["type"])
+            for form in (content.get("displayForms") or [] if category == "attribute" else [])
+            if form["content"].get("type")
+        }
+        return GridObject(
+            uri=str(meta["uri"]),
+            category=str(category),
+            title=str(meta["title"]),
+            form_of=str(content.get("formOf") or ""),
+            label_type=str(content.get("type") or "") if category == "attributeDisplayForm" else "",
+            label_types=label_types,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise _unexpected_shape(reply, "an object of the report's definition") from err
+
+
+def layout_column(item: GridItem, objects: Mapping[str, GridObject]) -> LayoutColumn:
+    """The column ``item`` makes, from the objects read for it (keyed by the grid's URIs and, for a
+    label, its ``form_of``). Recorded executions title a column by the alias, else by the
+    attribute's title (``reportView`` in the fast-attribute cassette: label "Email", column "Dev");
+    the label's own title is kept as a second candidate, since the raw export's is not recorded."""
+    if item.kind == "metric":
+        metric = objects.get(item.uri)
+        return LayoutColumn("metric", item.uri, (item.alias,) if item.alias else _titles(metric))
+    label = objects[item.uri]
+    attribute = objects.get(label.form_of)
+    label_type = label.label_type or (attribute.label_types.get(label.uri, "") if attribute else "")
+    names = (item.alias,) if item.alias else _titles(attribute, label)
+    return LayoutColumn("attribute", item.uri, names, label_type)
+
+
+def _titles(*objects: GridObject | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(o.title for o in objects if o is not None and o.title))

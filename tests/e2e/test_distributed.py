@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from airflow_provider_flexinsights.emulator import (
@@ -33,6 +35,8 @@ from tests.e2e.scenarios import PARTITIONED_DAG, asset_pipeline, backfill_seven_
 from tests.postgres_server import PostgresServer
 
 TWENTY = "e2e_twenty_exports"
+# Runs of the twenty exports in the compressed day (CI: 4, 80 exports; by hand, more: see the test)
+DAY_RUNS = int(os.environ.get("FLEX_INSIGHTS_DAY_RUNS", "4"))
 requires_partitions = pytest.mark.skipif(AIRFLOW_VERSION < (3, 2), reason="Airflow < 3.2 has no partitions.")
 DAYS = [dt.date(2024, 2, 1) + dt.timedelta(days=n) for n in range(20)]  # tests/e2e/dags/e2e_distributed.py
 
@@ -284,3 +288,62 @@ def test_the_asset_pipeline_runs_on_the_distributed_deployment(
     celery: CeleryDeployment, emulator: Emulator
 ) -> None:
     asset_pipeline(celery, emulator)
+
+
+def triggerer_figures(celery: CeleryDeployment, emulator_port: int) -> dict[str, tuple[float, int]]:
+    """Per triggerer: the RSS of its processes (the triggerer and its trigger runner), in MB, and
+    their TCP connections to the emulator."""
+    figures = {}
+    for name in CeleryDeployment.TRIGGERERS:
+        root = psutil.Process(celery.processes[name].pid)
+        tree = [root, *root.children(recursive=True)]
+        rss = sum(p.memory_info().rss for p in tree) / 2**20
+        connections = sum(
+            1
+            for p in tree
+            for c in p.net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == emulator_port and c.status == psutil.CONN_ESTABLISHED
+        )
+        figures[name] = (rss, connections)
+    return figures
+
+
+def test_a_compressed_day_leaves_every_triggerer_flat(
+    celery: CeleryDeployment, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Runs of the twenty exports, all at once, with TTs that last 2 s instead of 10 minutes: each
+    triggerer renews its shared session's TT every 2 s of waiting. Its memory must not climb with
+    the renewals, its connections must end with its sessions, and no SST may outlive the day.
+    ``FLEX_INSIGHTS_DAY_RUNS=15`` (300 exports) is the run whose figures docs/performance.md gives."""
+    emulator.config.pending_polls, emulator.config.pending_seconds, emulator.config.tt_ttl = 0, 8, 2.0
+    port = int(emulator.url.rsplit(":", 1)[1])
+    before = triggerer_figures(celery, port)
+    run_ids = [
+        celery.trigger(TWENTY, f"2024-05-{n + 1:02d}", {"folder": str(tmp_path / f"run-{n}")})
+        for n in range(DAY_RUNS)
+    ]
+    samples: list[dict[str, tuple[float, int]]] = []
+    while any(celery.run_state(TWENTY, r) not in ("success", "failed") for r in run_ids):
+        samples.append(triggerer_figures(celery, port))
+        time.sleep(1)
+    wait_until(lambda: emulator.live_sessions == 0, timeout=30, what="every session to log out")
+    after = triggerer_figures(celery, port)
+    renewals = sum(1 for r in emulator.requests if r.endpoint == "token" and not from_worker(r.user_agent))
+    quarter = samples[len(samples) // 4]
+    report(
+        exports=sum(exports_started(emulator).values()),
+        triggerer_renewals=renewals,
+        rss_mb={n: [round(before[n][0]), round(quarter[n][0]), round(after[n][0])] for n in before},
+        peak_connections={n: max(s[n][1] for s in samples) for n in before},
+        connections_after={n: after[n][1] for n in after},
+        logins=logins_by(emulator),
+    )
+
+    assert [celery.run_state(TWENTY, r) for r in run_ids] == ["success"] * DAY_RUNS
+    assert sum(exports_started(emulator).values()) == 20 * DAY_RUNS
+    assert renewals >= 2 * len(CeleryDeployment.TRIGGERERS)  # the day renewed TTs in the triggerers
+    for name in CeleryDeployment.TRIGGERERS:
+        assert after[name][0] - quarter[name][0] <= 25, f"{name} grew with the day"
+        assert max(s[name][1] for s in samples) <= 20  # the pool's cap per session
+        assert after[name][1] == 0  # connections close with the last trigger's session
+    assert emulator.live_sessions == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow_provider_flexinsights.emulator.data import render_report
 from airflow_provider_flexinsights.emulator.model import (
     AGENT_REPORT,
+    ALIAS_REPORT,
     BULK_REPORT,
     CHANNEL_LABEL,
     CHANNEL_REPORT,
@@ -13,8 +14,10 @@ from airflow_provider_flexinsights.emulator.model import (
     DEMO_WORKSPACE,
     DIRECTION_LABEL,
     EMPTY_REPORT,
+    EU_DATE_REPORT,
     QUEUE_LABEL,
     QUEUE_REPORT,
+    REORDERED_REPORT,
     EmulatorConfig,
     Fault,
     Label,
@@ -27,6 +30,7 @@ from airflow_provider_flexinsights.emulator.server import Emulator
 
 __all__ = [
     "AGENT_REPORT",
+    "ALIAS_REPORT",
     "BULK_REPORT",
     "CHANNEL_LABEL",
     "CHANNEL_REPORT",
@@ -35,8 +39,10 @@ __all__ = [
     "DEMO_WORKSPACE",
     "DIRECTION_LABEL",
     "EMPTY_REPORT",
+    "EU_DATE_REPORT",
     "QUEUE_LABEL",
     "QUEUE_REPORT",
+    "REORDERED_REPORT",
     "Emulator",
     "EmulatorConfig",
     "Fault",

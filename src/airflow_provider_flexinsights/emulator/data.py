@@ -14,6 +14,7 @@ import hashlib
 import io
 import random
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 HEADER = (
     "Queue",
@@ -34,6 +35,35 @@ DIRECTIONS = ("Inbound", "Outbound")
 OPEN_HOUR, CLOSE_HOUR = 8, 20
 
 
+US_DAYS = "%m/%d/%Y"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A report's CSV: which columns of :data:`HEADER` it holds (``sources``, indexes, in its own
+    order), the headers it writes for them, and how it writes days (strftime)."""
+
+    header: tuple[str, ...] = HEADER
+    sources: tuple[int, ...] = tuple(range(len(HEADER)))
+    day_format: str = US_DAYS
+
+
+QUEUE_SHAPE = Shape()
+_DAY = HEADER.index("Date")
+
+
+def reshape(block: bytes, shape: Shape) -> bytes:
+    """Rows of :data:`HEADER` (``block``) as ``shape`` writes them: its columns, its day format."""
+    rows = csv.reader(io.StringIO(block.decode(), newline=""))
+    return csv_lines(_reshaped(row, shape) for row in rows)
+
+
+def _reshaped(row: list[str], shape: Shape) -> list[str]:
+    if shape.day_format != US_DAYS:
+        row[_DAY] = dt.datetime.strptime(row[_DAY], US_DAYS).strftime(shape.day_format)
+    return [row[index] for index in shape.sources]
+
+
 def csv_lines(rows: Iterable[Sequence[str]]) -> bytes:
     """Rows as GoodData's raw export writes them: every field double-quoted, CRLF line ends."""
     buffer = io.StringIO()
@@ -41,8 +71,8 @@ def csv_lines(rows: Iterable[Sequence[str]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def header() -> bytes:
-    return csv_lines([HEADER])
+def header(shape: Shape = QUEUE_SHAPE) -> bytes:
+    return csv_lines([shape.header])
 
 
 @functools.lru_cache(maxsize=512)
@@ -92,12 +122,16 @@ def iter_report(
     date_from: dt.date,
     date_to: dt.date,
     where: Where | None = None,
+    *,
+    shape: Shape = QUEUE_SHAPE,
 ) -> Iterator[bytes]:
-    """The CSV in blocks: the header, then one block per day (only the rows ``where`` keeps)."""
-    yield header()
+    """The CSV in blocks: the header, then one block per day (only the rows ``where`` keeps, as
+    ``shape`` writes them)."""
+    yield header(shape)
     for day in days(date_from, date_to):
         rows = day_rows(workspace_id, report_id, day)
-        yield select_rows(rows, where) if where else rows
+        rows = select_rows(rows, where) if where else rows
+        yield rows if shape == QUEUE_SHAPE else reshape(rows, shape)
 
 
 Where = Mapping[str, Collection[str]]
@@ -128,8 +162,15 @@ def iter_bulk_report(
 
 
 def render_report(
-    workspace_id: str, report_id: str, date_from: str, date_to: str, where: Where | None = None
+    workspace_id: str,
+    report_id: str,
+    date_from: str,
+    date_to: str,
+    where: Where | None = None,
+    *,
+    shape: Shape = QUEUE_SHAPE,
 ) -> bytes:
-    """The whole CSV the emulator serves for this export (what tests compare downloads against)."""
+    """The whole CSV the emulator serves for this export (what tests compare downloads against);
+    ``shape``: the report's (``Report.layout.shape``), for reports not shaped like the queue report."""
     start, end = dt.date.fromisoformat(date_from), dt.date.fromisoformat(date_to)
-    return b"".join(iter_report(workspace_id, report_id, start, end, where))
+    return b"".join(iter_report(workspace_id, report_id, start, end, where, shape=shape))

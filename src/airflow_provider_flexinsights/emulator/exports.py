@@ -186,7 +186,8 @@ def _stream_csv(exchange: Exchange, export: ExportJob, report: Report) -> None:
     if report.kind == "bulk":
         blocks = data.iter_bulk_report(export.workspace_id, export.report_id, start, report.size_bytes)
     else:
-        blocks = data.iter_report(export.workspace_id, export.report_id, start, end, export.where)
+        where, shape = export.where, report.layout.shape
+        blocks = data.iter_report(export.workspace_id, export.report_id, start, end, where, shape=shape)
     _send_chunked(exchange, blocks, exchange.take_fault(BODY_FAULTS))
 
 

@@ -19,9 +19,85 @@ QUEUE_REPORT = "3035643"
 EMPTY_REPORT = "3035644"
 AGENT_REPORT = "3035645"
 CHANNEL_REPORT = "3035646"
+REORDERED_REPORT = "3035647"  # its CSV's columns come in another order than its grid's
+ALIAS_REPORT = "3035648"  # its grid renames columns (aliases); ISO days (yyyy-mm-dd)
+EU_DATE_REPORT = "3035649"  # European days (dd/mm/yyyy)
 BULK_REPORT = "9000001"  # served only when the emulator is given a bulk size (benchmarks)
 DATE_IDENTIFIER = "date.date.mmddyyyy"
 DEFAULT_DATE_RANGE = ("2024-01-01", "2024-01-07")  # what an export without a date filter covers
+
+
+# --- report layouts: what a report's definition (grid) says, and what its CSV writes ---------------
+
+DAY_US, DAY_ISO_8601, DAY_EU = "GDC.time.day_us", "GDC.time.day", "GDC.time.day_eu"
+DAY_ISO = "GDC.time.day_iso"  # despite its name dd-mm-yyyy, as recorded (docs/wire.md)
+DAY_FORMATS = {DAY_US: data.US_DAYS, DAY_ISO_8601: "%Y-%m-%d", DAY_EU: "%d/%m/%Y", DAY_ISO: "%d-%m-%Y"}
+
+
+@dataclass(frozen=True)
+class GridColumn:
+    """One column of a report: the queue data's column it shows (a name of ``data.HEADER``), the
+    grid's alias for it, and, to model an export whose header differs from what the metadata names,
+    the header the CSV writes instead (None: the alias, else the attribute's or metric's title)."""
+
+    source: str
+    alias: str = ""
+    header: str | None = None
+
+    @property
+    def csv_header(self) -> str:
+        return self.header if self.header is not None else (self.alias or self.source)
+
+
+def _grid(*sources: str) -> tuple[GridColumn, ...]:
+    return tuple(GridColumn(source) for source in sources)
+
+
+QUEUE_ATTRIBUTES = ("Queue", "Date", "Interval 15 Minutes", "Channel", "Direction")
+QUEUE_METRICS = (
+    "Offered Contacts",
+    "Average Handle Time",
+    "Abandons",
+    "Service Level",
+    "Average Speed of Answer",
+    "Volume Handled",
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A report's grid and CSV. ``rows`` and ``columns`` hold attribute labels (``metric_group``
+    says which of the two also holds the metrics' marker, as GoodData writes it); ``csv_order``
+    lists the sources in the CSV's order (None: attributes of rows, of columns, then metrics);
+    ``day_label`` is the type of the date label the grid names (values written in its format)."""
+
+    rows: tuple[GridColumn, ...] = _grid(*QUEUE_ATTRIBUTES)
+    columns: tuple[GridColumn, ...] = ()
+    metrics: tuple[GridColumn, ...] = tuple(GridColumn(m, alias=m) for m in QUEUE_METRICS)
+    metric_group: Literal["rows", "columns"] = "columns"
+    csv_order: tuple[str, ...] | None = None
+    day_label: str = DAY_US
+
+    @property
+    def in_csv(self) -> tuple[GridColumn, ...]:
+        """The grid's columns in the CSV's order."""
+        grid = (*self.rows, *self.columns, *self.metrics)
+        if self.csv_order is None:
+            return grid
+        by_source = {c.source: c for c in grid}
+        return tuple(by_source[source] for source in self.csv_order)
+
+    @property
+    def shape(self) -> data.Shape:
+        """What the CSV holds and writes (:func:`.data.iter_report`)."""
+        return data.Shape(
+            header=tuple(c.csv_header for c in self.in_csv),
+            sources=tuple(data.HEADER.index(c.source) for c in self.in_csv),
+            day_format=DAY_FORMATS[self.day_label],
+        )
+
+
+QUEUE_LAYOUT = Layout()  # the raw export's columns as Twilio's docs list them, grid in the same order
 
 
 @dataclass
@@ -31,6 +107,8 @@ class Report:
     size_bytes: int = 0  # bulk reports: at least this many bytes, whatever the dates
     updated: str = "2024-01-02 09:00:00"  # last change, as the metadata API writes it
     summary: str = ""
+    layout: Layout = QUEUE_LAYOUT
+    earlier_layouts: tuple[Layout, ...] = ()  # older definitions, kept before the current one
 
 
 def default_reports() -> dict[str, Report]:
@@ -45,6 +123,37 @@ def default_reports() -> dict[str, Report]:
         ),
         AGENT_REPORT: Report("Queue performance by agent team", updated="2024-02-20 11:05:33"),
         CHANNEL_REPORT: Report("Queue performance by channel", updated="2024-02-21 10:00:00"),
+        REORDERED_REPORT: Report(
+            "Daily totals per queue",
+            updated="2024-04-02 08:30:00",
+            summary="Metrics in the grid's rows, attributes in its columns; the CSV starts with the day",
+            layout=Layout(
+                rows=(),
+                columns=_grid("Queue", "Date", "Channel"),
+                metrics=_grid("Abandons", "Volume Handled", "Offered Contacts"),
+                metric_group="rows",
+                csv_order=("Date", "Channel", "Queue", "Offered Contacts", "Abandons", "Volume Handled"),
+            ),
+            earlier_layouts=(Layout(),),
+        ),
+        ALIAS_REPORT: Report(
+            "Queue performance, renamed columns",
+            updated="2024-04-03 14:00:00",
+            layout=Layout(
+                rows=(GridColumn("Date", alias="Day"), GridColumn("Queue", alias="Team Queue")),
+                metrics=(GridColumn("Offered Contacts", alias="Offered"), GridColumn("Service Level")),
+                day_label=DAY_ISO_8601,
+            ),
+        ),
+        EU_DATE_REPORT: Report(
+            "Queue performance, European dates",
+            updated="2024-04-04 09:15:00",
+            layout=Layout(
+                rows=_grid("Date", "Queue", "Direction"),
+                metrics=_grid("Average Handle Time", "Abandons"),
+                day_label=DAY_EU,
+            ),
+        ),
     }
 
 

@@ -40,8 +40,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_flexinsights.client import FlexInsightsClient
-    from airflow_provider_flexinsights.protocol import GridItem
-    from airflow_provider_flexinsights.transfers.columns import Column
+    from airflow_provider_flexinsights.transfers.columns import ColumnPlan
 
 OnEmpty = Literal["succeed", "skip", "fail"]
 FileFormat = Literal["csv", "parquet"]
@@ -67,8 +66,6 @@ class BaseFlexInsightsExportOperator(BaseOperator):
     ui_color = "#f22f46"
     operator_extra_links = (FlexInsightsReportLink(),)
     _export_result: dict[str, Any] | None = None  # what this run wrote, for lineage
-    _report_grid: tuple[GridItem, ...] | None = None  # the report's definition, once read
-    _client: FlexInsightsClient | None = None  # the export's session, while it runs
     _connection_secrets_masked = False  # by the first render_template of a try
 
     def __init__(
@@ -112,29 +109,23 @@ class BaseFlexInsightsExportOperator(BaseOperator):
         """Where the CSV goes, rendered and checked (part of the spec, not of what identifies it)."""
         raise NotImplementedError
 
-    def write(self, spec: ExportSpec, chunks: Iterator[bytes]) -> Mapping[str, Any]:
+    def write(self, spec: ExportSpec, chunks: Iterator[bytes], columns: ColumnPlan) -> Mapping[str, Any]:
         """Consume one download attempt whole, or leave nothing behind; return the result's fields.
 
         Called once per attempt: a stream that breaks midway raises from ``chunks``, and what this
-        attempt took must be discarded before the export is fetched again.
+        attempt took must be discarded before the export is fetched again. ``columns`` names and
+        types the CSV's header for a typed writer (the SQL load, Parquet); a CSV writer ignores it.
         """
         raise NotImplementedError
 
-    def column_plan(self, spec: ExportSpec) -> Callable[[list[str]], list[Column]]:
-        """Names and types for the CSV header, from the report's definition (read once per try,
-        when a typed writer first needs it: the SQL load, Parquet)."""
-        from airflow_provider_flexinsights.protocol import DATE_IDENTIFIER
-        from airflow_provider_flexinsights.transfers.columns import plan_columns
+    def column_plan(self, spec: ExportSpec, client: FlexInsightsClient) -> ColumnPlan:
+        """Names and types for the CSV header, by name from the report's definition, read through the
+        export's own session when a typed writer first calls it, once per try (the try's download
+        attempts share the plan)."""
+        from airflow_provider_flexinsights.transfers.columns import ReportColumnPlan
 
-        def plan(header: list[str]) -> list[Column]:
-            client = self._client
-            assert client is not None, "column_plan runs inside the export's session"
-            if self._report_grid is None:
-                self._report_grid = client.report_layout(spec.workspace_id, spec.report_id)
-            date_uri = client.resolve_identifier(spec.workspace_id, DATE_IDENTIFIER)
-            return plan_columns(header, self._report_grid, date_uri)
-
-        return plan
+        layout = functools.partial(client.report_layout, spec.workspace_id, spec.report_id)
+        return ReportColumnPlan(layout, self.log, spec.describe())
 
     def preflight(self, spec: ExportSpec, context: Context) -> None:
         """Checks after validation, before any Flex Insights request (none by default)."""
@@ -243,7 +234,6 @@ class BaseFlexInsightsExportOperator(BaseOperator):
         self, spec: ExportSpec, context: Context, first_state: Callable[[ExportJob], JobState]
     ) -> dict[str, Any]:
         with self.hook.session() as client:
-            self._client = client  # a typed writer reads the report's definition in the same session
             memory = context.get("task_state_store")  # Airflow 3.3+: lets a retry reuse the export
             job = ExportJob(
                 client,
@@ -254,7 +244,7 @@ class BaseFlexInsightsExportOperator(BaseOperator):
                 memory_scope=self._round(context),
             )
             outcome = job.run(
-                functools.partial(self.write, spec),
+                functools.partial(self.write, spec, columns=self.column_plan(spec, client)),
                 first_state(job),
                 on_pending=functools.partial(self._defer, spec) if self.deferrable else None,
                 on_empty=functools.partial(self._check_empty_allowed, spec),
@@ -405,14 +395,14 @@ class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
 
         check_writable(spec.destination)
 
-    def write(self, spec: ExportSpec, chunks: Iterator[bytes]) -> Mapping[str, Any]:
+    def write(self, spec: ExportSpec, chunks: Iterator[bytes], columns: ColumnPlan) -> Mapping[str, Any]:
         """Stream the CSV to ``destination`` atomically: temporary file and rename, or a deferred upload."""
         from airflow_provider_flexinsights.storage import write_atomically
 
         if self.file_format(spec.destination) == "parquet":
             from airflow_provider_flexinsights.parquet import parquet_chunks
 
-            chunks = parquet_chunks(chunks, self.column_plan(spec))
+            chunks = parquet_chunks(chunks, columns)
         written = write_atomically(spec.destination, chunks)
         self.log.info(
             "Wrote %s bytes (sha256 %s) of %s to %s.",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
 from airflow_provider_flexinsights.export_spec import ExportSpec
 from airflow_provider_flexinsights.operators.flex_insights import BaseFlexInsightsExportOperator
-from airflow_provider_flexinsights.transfers.columns import Column
+from airflow_provider_flexinsights.transfers.columns import Column, ColumnPlan
 from airflow_provider_flexinsights.transfers.sql_load import MODES, Mode, TableLoader
 
 if TYPE_CHECKING:
@@ -119,10 +119,10 @@ class FlexInsightsToSqlOperator(BaseFlexInsightsExportOperator):
             batch_rows=self.batch_rows,
         )
 
-    def write(self, spec: ExportSpec, chunks: Iterator[bytes]) -> Mapping[str, Any]:
+    def write(self, spec: ExportSpec, chunks: Iterator[bytes], columns: ColumnPlan) -> Mapping[str, Any]:
         """One download attempt into the table, in one transaction (rolled back if it breaks)."""
         loader = self.loader(spec)
-        result = loader.load(chunks, self.column_plan(spec))
+        result = loader.load(chunks, columns)
         self._lineage_columns = result.columns
         self.log.info(
             "Loaded %s rows of %s into %s (%s; %s rows deleted).",

@@ -6,8 +6,10 @@ is inserted. Any failure (a broken download, a misfit value, a database error) r
 back, so the table is exactly as before. Memory stays flat: the CSV is never held whole.
 
 - PostgreSQL (psycopg 3 or psycopg2): the bytes go to ``COPY ... FROM STDIN (FORMAT csv)`` as they
-  arrive, and PostgreSQL parses and checks them (``DateStyle`` set to ``MDY`` for the export's
-  dates, quoted empty fields of typed columns read as NULL).
+  arrive, and PostgreSQL parses and checks them (``DateStyle``'s field order set to that of the
+  date columns' format, :data:`.columns.DATE_FORMATS`; quoted empty fields of typed columns read as
+  NULL). Date columns of two field orders (``MM/DD`` and ``DD/MM``) cannot share one ``DateStyle``:
+  such a load takes the path below.
 - Any other database: the stdlib ``csv`` reader over a text wrapper of the chunks, each value
   checked in Python (:func:`.columns.sql_value`), inserted in batches with ``executemany`` and the
   hook's placeholder, on the hook's own connection.
@@ -28,7 +30,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
-from airflow_provider_flexinsights.transfers.columns import Column, ColumnType, MisfitValueError, sql_value
+from airflow_provider_flexinsights.transfers.columns import (
+    Column,
+    ColumnType,
+    MisfitValueError,
+    sql_value,
+    with_row,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -201,13 +209,14 @@ class TableLoader:
         quote: Callable[[str], str],
     ) -> int:
         names = ", ".join(quote(c.name) for c in columns)
-        if self.hook.dialect_name == "postgresql":
-            return _copy(cursor, body, table, columns, quote)
+        date_style = _copy_date_style(columns)
+        if self.hook.dialect_name == "postgresql" and date_style is not None:
+            return _copy(cursor, body, table, columns, quote, date_style=date_style)
         placeholders = ", ".join([self.hook.placeholder] * len(columns))
         statement = f"INSERT INTO {table} ({names}) VALUES ({placeholders})"
-        rows = csv.reader(io.TextIOWrapper(body, encoding="utf-8", newline=""))
+        rows = enumerate(csv.reader(io.TextIOWrapper(body, encoding="utf-8", newline="")), start=1)
         inserted = 0
-        while batch := [_row_values(columns, row) for row in itertools.islice(rows, self.batch_rows)]:
+        while batch := [_row_values(columns, row, n) for n, row in itertools.islice(rows, self.batch_rows)]:
             cursor.executemany(statement, batch)
             inserted += len(batch)
         return inserted
@@ -237,23 +246,43 @@ class TableLoader:
             self.hook.set_autocommit(conn, False)
 
 
-def _row_values(columns: Sequence[Column], row: list[str]) -> list[str | None]:
+def _row_values(columns: Sequence[Column], row: list[str], number: int) -> list[str | None]:
+    """Row ``number`` (1: the first after the header) as values to bind, each checked."""
     if len(row) != len(columns):
         raise FlexInsightsInputError(
-            f"A CSV row has {len(row)} fields where the header has {len(columns)}; the load was rolled back."
+            f"CSV row {number} has {len(row)} fields where the header has {len(columns)}; the load was "
+            "rolled back."
         )
-    return [sql_value(column, value) for column, value in zip(columns, row, strict=True)]
+    try:
+        return [sql_value(column, value) for column, value in zip(columns, row, strict=True)]
+    except MisfitValueError as err:
+        raise with_row(err, columns, number) from None
+
+
+def _copy_date_style(columns: Sequence[Column]) -> str | None:
+    """The ``DateStyle`` field order that reads every date column (``MDY`` when there is none), or
+    None when two columns need two orders. ISO days (``YMD``) are read under any order."""
+    orders = {c.date_format.order for c in columns if c.date_format is not None} - {"YMD"}
+    if len(orders) > 1:
+        return None
+    return orders.pop() if orders else "MDY"
 
 
 def _copy(
-    cursor: Any, body: io.BufferedReader[Any], table: str, columns: list[Column], quote: Callable[[str], str]
+    cursor: Any,
+    body: io.BufferedReader[Any],
+    table: str,
+    columns: list[Column],
+    quote: Callable[[str], str],
+    *,
+    date_style: str,
 ) -> int:
     """PostgreSQL: stream the rest of the CSV into COPY (psycopg 3's ``copy``, psycopg2's ``copy_expert``)."""
     names = ", ".join(quote(c.name) for c in columns)
     typed = [quote(c.name) for c in columns if c.type is not ColumnType.TEXT]
     force_null = f", FORCE_NULL ({', '.join(typed)})" if typed else ""
     statement = f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv{force_null})"
-    cursor.execute("SET LOCAL DateStyle TO 'ISO, MDY'")
+    cursor.execute(f"SET LOCAL DateStyle TO 'ISO, {date_style}'")  # one of three constants
     try:
         if hasattr(cursor, "copy"):
             with cursor.copy(statement) as copy:
@@ -270,13 +299,13 @@ def _copy(
 
 
 def _misfit_from_copy_error(err: Exception, columns: list[Column]) -> MisfitValueError | None:
-    """PostgreSQL's data errors (SQLSTATE class 22) name the line, column and value in their context."""
+    """PostgreSQL's data errors (SQLSTATE class 22) name the line, column and value in their context;
+    COPY's line N is the CSV's data row N (the header was read before COPY, and a quoted line break
+    does not start a new COPY line)."""
     sqlstate = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None) or ""
     context = getattr(getattr(err, "diag", None), "context", None) or ""
     match = _COPY_CONTEXT.search(context)
     if not sqlstate.startswith("22") or match is None:
         return None
-    by_name = {c.name: c for c in columns}
-    column = by_name.get(match["column"])
-    type_ = column.type if column else ColumnType.TEXT
-    return MisfitValueError(match["column"], match["value"], type_)
+    misfit = MisfitValueError(match["column"], match["value"], ColumnType.TEXT)
+    return with_row(misfit, columns, int(match["line"]))
