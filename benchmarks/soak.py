@@ -80,8 +80,8 @@ class Probe:
     def __init__(self, url: str) -> None:
         self.url = url
         self.http = requests.Session()
-        self._before = 0
-        self._before = self.renewals()  # the emulator may have served another side already
+        self._before, self._logins_before = 0, 0  # the emulator may have served another side already
+        self._before, self._logins_before = self.renewals(), self.server()["logins"]
 
     def server(self) -> dict[str, Any]:
         state: dict[str, Any] = self.http.get(f"{self.url}/_emulator/state", timeout=30).json()
@@ -106,7 +106,7 @@ class Probe:
             "masked": masked_values(),
             "sessions": shared_sessions(),
             "ssts_alive": server["live_sessions"],
-            "logins": server["logins"],
+            "logins": server["logins"] - self._logins_before,
         }
         print(json.dumps(point), flush=True)
         return point
