@@ -20,6 +20,7 @@ import http.client
 import io
 import logging
 import os
+import re
 import socket
 import ssl
 import time
@@ -66,7 +67,20 @@ def _user_agent(library: str) -> str:
     return f"airflow-provider-flexinsights/{__version__} ({library})"
 
 
+_HEADER_VALUE = re.compile(r"[ -~]*")  # printable ASCII: what both libraries write the same way
+
+
 def _headers(send: Send) -> dict[str, str]:
+    """The request's headers; a value holding control or non-ASCII characters (a token as a hostile
+    server minted it) is refused on both sides alike, rather than written (CR/LF: a second header) or
+    failing inside the library (http.client's UnicodeEncodeError beyond Latin-1). The value is
+    never repeated: it may be a token."""
+    for name, value in send.headers.items():
+        if not _HEADER_VALUE.fullmatch(value):
+            raise FlexInsightsApiError(
+                f"Flex Insights could not {send.request.action}: the {name} header it needs holds control "
+                "or non-ASCII characters, as the server supplied them; this provider does not send it."
+            )
     return {"Accept": "application/json", **send.headers}
 
 
@@ -184,9 +198,9 @@ def _unreachable(err: Exception, base_url: str) -> TransportError:
                 f"{address} refused the connection",
                 advice="check that the host and port are right and that the service is up",
             )
-        if isinstance(cause, ssl.SSLError):
-            return TransportError(
-                f"the TLS handshake with {address} failed ({cause.reason or type(cause).__name__})",
+        if isinstance(cause, ssl.SSLError) and isinstance(getattr(cause, "reason", None), str):
+            return TransportError(  # OpenSSL's own error: aiohttp's wrapper of it has no reason
+                f"the TLS handshake with {address} failed ({cause.reason})",
                 advice="check the host name and the CA certificates trusted here ("
                 + ", ".join(TRUST_VARIABLES)
                 + ", else certifi's bundle)",
