@@ -622,3 +622,33 @@ def test_an_unsupported_proxy_is_one_sentence_on_both_sides_before_any_request(
     assert worker == (False, expected)
     assert (event["status"], event["message"]) == ("error", expected)
     assert emulator.requests == []
+
+
+def test_whatever_escapes_a_transport_the_flow_cleans_up_at_once(wire: HostileServer) -> None:
+    """A session's renewal flag is reset in a ``finally``: were it left set by an error escaping
+    mid-renewal, every later flow of the session (every trigger of the connection) would wait forever."""
+    cleaned: list[str] = []
+    unsendable = Request("POST", "/gdc/x", "post it", auth=Auth.NONE, json={"not JSON": object()})
+
+    def flow(side: str):  # type: ignore[no-untyped-def]
+        try:
+            yield Send(unsendable)
+        finally:
+            cleaned.append(side)
+
+    sync = SyncTransport(wire.url, on_secret=lambda _: None)
+    with pytest.raises(TypeError):
+        sync.run(flow("worker"))
+    sync.close()
+
+    async def run_async() -> None:
+        async_transport = AsyncTransport(wire.url, on_secret=_ignore)
+        try:
+            await async_transport.run(flow("triggerer"))
+        finally:
+            await async_transport.close()
+
+    with pytest.raises(TypeError):
+        asyncio.run(run_async())
+    assert cleaned == ["worker", "triggerer"]
+    assert wire.requests == []

@@ -88,6 +88,11 @@ Outcome = Reply | Exception | None
 """What performing an effect produced: a reply, the error to raise in the flow, or nothing (a sleep)."""
 
 
+# Both transports close a flow however its run ends: an error that escapes a flow suspended in a
+# token renewal would otherwise leave its session "renewing", and every later flow of that session
+# (all the triggers of a connection) waiting for the renewal forever.
+
+
 def _resume(flow: Flow[T], outcome: Outcome) -> Effect:
     """Hand the outcome of the last effect back to the flow; get its next effect.
 
@@ -290,6 +295,8 @@ class SyncTransport:
         except StopIteration as done:
             result: T = done.value
             return result
+        finally:
+            flow.close()  # whatever escaped: its `finally` blocks run now, not when collected
 
     def _perform(self, effect: Effect) -> Outcome:
         if isinstance(effect, Sleep):
@@ -558,6 +565,8 @@ class AsyncTransport:
         except StopIteration as done:
             result: T = done.value
             return result
+        finally:
+            flow.close()  # whatever escaped: its `finally` blocks run now, not when collected
 
     async def _perform(self, effect: Effect) -> Outcome:
         if isinstance(effect, Sleep):
