@@ -26,7 +26,6 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
@@ -88,11 +87,6 @@ Outcome = Reply | Exception | None
 """What performing an effect produced: a reply, the error to raise in the flow, or nothing (a sleep)."""
 
 
-# Both transports close a flow however its run ends: an error that escapes a flow suspended in a
-# token renewal would otherwise leave its session "renewing", and every later flow of that session
-# (all the triggers of a connection) waiting for the renewal forever.
-
-
 def _resume(flow: Flow[T], outcome: Outcome) -> Effect:
     """Hand the outcome of the last effect back to the flow; get its next effect.
 
@@ -112,25 +106,9 @@ def _describe(err: Exception) -> str:
 TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
-@dataclass(frozen=True)
-class TlsTrust:
-    """The CA certificates a server's certificate must chain to: a PEM bundle or a directory.
-
-    ``source`` names what chose it: one of :data:`TRUST_VARIABLES`, or ``certifi``.
-    """
-
-    path: str
-    source: str
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """The triggerer's context: these CAs only, hostname checked (what requests does with ``verify``)."""
-        if Path(self.path).is_dir():
-            return ssl.create_default_context(capath=self.path)
-        return ssl.create_default_context(cafile=self.path)
-
-
-def tls_trust() -> TlsTrust:
-    """The CA trust the environment asks for, the same for workers and the triggerer.
+def tls_trust() -> str:
+    """The CA certificates (a PEM bundle, or a directory of them) a server's certificate must chain
+    to, the same for workers (requests' ``verify``) and the triggerer (:func:`_ssl_context`).
 
     The first of ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` (what requests reads), ``SSL_CERT_FILE``,
     ``SSL_CERT_DIR`` (what OpenSSL reads) that is set, else certifi's bundle (requests' default).
@@ -145,10 +123,17 @@ def tls_trust() -> TlsTrust:
                 f"{variable} names {path}, which does not exist; point it at a CA bundle (a PEM file) "
                 "or unset it."
             )
-        return TlsTrust(path, variable)
+        return path
     import certifi
 
-    return TlsTrust(certifi.where(), "certifi")
+    return certifi.where()
+
+
+def _ssl_context(ca: str) -> ssl.SSLContext:
+    """The triggerer's TLS: these CAs only, the host name checked (as requests does with ``verify``)."""
+    if Path(ca).is_dir():
+        return ssl.create_default_context(capath=ca)
+    return ssl.create_default_context(cafile=ca)
 
 
 SUPPORTED_PROXY_SCHEMES = frozenset({"http"})
@@ -283,11 +268,14 @@ class SyncTransport:
         proxy = proxy_for(self.base_url)
         self._http = requests.Session()
         self._http.trust_env = False  # the environment is read by tls_trust() and proxy_for()
-        self._http.verify = tls_trust().path
+        self._http.verify = tls_trust()
         self._http.proxies = {"http": proxy, "https": proxy} if proxy else {}
         self._http.headers["User-Agent"] = _user_agent("requests")
 
     def run(self, flow: Flow[T]) -> T:
+        """Perform the flow's effects until it returns. However that ends, the flow is closed at
+        once, so its ``finally`` blocks run: an error escaping a flow suspended in a token renewal
+        would otherwise leave its session "renewing", and every later flow of it waiting forever."""
         try:
             effect = next(flow)
             while True:
@@ -296,7 +284,7 @@ class SyncTransport:
             result: T = done.value
             return result
         finally:
-            flow.close()  # whatever escaped: its `finally` blocks run now, not when collected
+            flow.close()
 
     def _perform(self, effect: Effect) -> Outcome:
         if isinstance(effect, Sleep):
@@ -553,11 +541,12 @@ class AsyncTransport:
         self.base_url = base_url.rstrip("/")
         self._on_secret = on_secret
         self._proxy = proxy_for(self.base_url)
-        self._trust = tls_trust()
+        self._ca = tls_trust()
         self._http: aiohttp.ClientSession | None = None
         self._in_flight = asyncio.Semaphore(ASYNC_CONNECTIONS)
 
     async def run(self, flow: Flow[T]) -> T:
+        """As :meth:`SyncTransport.run`, on the event loop."""
         try:
             effect = next(flow)
             while True:
@@ -566,7 +555,7 @@ class AsyncTransport:
             result: T = done.value
             return result
         finally:
-            flow.close()  # whatever escaped: its `finally` blocks run now, not when collected
+            flow.close()
 
     async def _perform(self, effect: Effect) -> Outcome:
         if isinstance(effect, Sleep):
@@ -592,7 +581,7 @@ class AsyncTransport:
                 connector=aiohttp.TCPConnector(
                     limit=ASYNC_CONNECTIONS,
                     keepalive_timeout=KEEPALIVE_SECONDS,
-                    ssl=self._trust.ssl_context() if self.base_url.startswith("https:") else True,
+                    ssl=_ssl_context(self._ca) if self.base_url.startswith("https:") else True,
                 ),
                 headers={"User-Agent": _user_agent("aiohttp"), "Accept-Encoding": "identity"},
                 timeout=aiohttp.ClientTimeout(
