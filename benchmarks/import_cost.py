@@ -2,7 +2,7 @@
 
 Imports `airflow.sdk` alone, then `airflow.sdk` plus the operator module, each in fresh
 interpreters, and compares medians: the operator must add at most 100 ms (heavy modules such as
-`requests`, `httpx` and `ObjectStoragePath` are imported lazily, inside the methods that use them).
+`requests`, `aiohttp` and `ObjectStoragePath` are imported lazily, inside the methods that use them).
 
     python benchmarks/import_cost.py [--runs 9]
 """

@@ -15,8 +15,10 @@ headers, so a test can show which tokens reached which server.
 from __future__ import annotations
 
 import http.client
+import itertools
 import socket
 import socketserver
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ class RawRequest:
     target: str  # the request line's target, as sent (path and query)
     headers: dict[str, str]
     body: bytes
+    connection: int = 0  # which connection it came on (1, 2, ... in order of arrival)
 
     @property
     def path(self) -> str:
@@ -53,10 +56,15 @@ class Rule:
 
 @dataclass
 class HostileServer:
-    """``upstream``: the emulator to forward to (None: every unmatched request gets a 404)."""
+    """``upstream``: the emulator to forward to (None: every unmatched request gets a 404);
+    ``tls``: a server context, to listen for https:// instead of http://."""
 
     upstream: str | None = None
+    tls: ssl.SSLContext | None = None
     requests: list[RawRequest] = field(default_factory=list)
+    # (path, whether the whole answer was written) per answer: False when the client hung up first
+    delivered: list[tuple[str, bool]] = field(default_factory=list)
+    _connections: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _rules: list[Rule] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -75,7 +83,7 @@ class HostileServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     def paths(self) -> list[str]:
         return [request.path for request in self.requests]
@@ -86,17 +94,27 @@ class HostileServer:
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                while (request := _read_request(self.rfile)) is not None:
-                    raw, close = outer._respond(request)
-                    try:
-                        self.wfile.write(raw)
-                        self.wfile.flush()
-                    except OSError:
-                        return
-                    if close:
-                        return
+                number = next(outer._connections)
+                try:
+                    while (request := _read_request(self.rfile, number)) is not None:
+                        raw, close = outer._respond(request)
+                        try:
+                            self.wfile.write(raw)
+                            self.wfile.flush()
+                        except OSError:
+                            outer.delivered.append((request.path, False))
+                            return
+                        outer.delivered.append((request.path, True))
+                        if close:
+                            return
+                except OSError:  # a TLS handshake the client refused, a reset
+                    return
 
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        if self.tls is not None:  # the handshake happens in the handler's thread, on its first read
+            self._server.socket = self.tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -132,7 +150,7 @@ def response(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def _read_request(rfile: BinaryIO) -> RawRequest | None:
+def _read_request(rfile: BinaryIO, connection: int) -> RawRequest | None:
     line = rfile.readline(65537)
     if not line or not line.strip():
         return None
@@ -143,7 +161,7 @@ def _read_request(rfile: BinaryIO) -> RawRequest | None:
         headers[name.strip()] = value.strip()
     length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
     body = rfile.read(length) if length else b""
-    return RawRequest(method, target, headers, body)
+    return RawRequest(method, target, headers, body, connection)
 
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}

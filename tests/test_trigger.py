@@ -71,7 +71,7 @@ def test_pending_then_ready_yields_one_ready_event(flex_connection: str, emulato
     polls = [r for r in emulator.requests if r.endpoint == "export"]
     assert [r.status for r in polls] == [202, 202, 202, 200]
     assert events[0]["polls"] == 4
-    assert all("(asyncio)" in r.user_agent for r in polls)  # polled from the event loop, not a worker
+    assert all("(aiohttp)" in r.user_agent for r in polls)  # polled from the event loop, not a worker
 
 
 def test_trigger_logs_in_on_its_own_and_logs_out(flex_connection: str, emulator: Emulator) -> None:

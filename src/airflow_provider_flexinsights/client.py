@@ -161,10 +161,14 @@ class AsyncFlexInsightsClient:
     """
 
     def __init__(
-        self, settings: ConnectionSettings, *, on_secret: AsyncMaskSecret = _no_async_masker
+        self,
+        settings: ConnectionSettings,
+        retry_policy: RetryPolicy | None = None,
+        *,
+        on_secret: AsyncMaskSecret = _no_async_masker,
     ) -> None:
         self.settings = settings
-        self.session = Session(settings.credentials, settings.base_url)
+        self.session = Session(settings.credentials, settings.base_url, retry=retry_policy)
         self._api = FlexInsightsApi(self.session, settings.base_url, LookupCache())
         self._transport = AsyncTransport(settings.base_url, on_secret=on_secret)
 

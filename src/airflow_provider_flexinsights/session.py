@@ -3,7 +3,7 @@
 Everything here is a *flow*: a generator that yields effects (a request to :class:`Send`, a
 :class:`Sleep`, a :class:`Secret` to mask) and receives the transport's
 :class:`~.protocol.Reply`. The sync transport (``requests``, in workers) and the async transport
-(``httpx``, in the triggerer) each run flows with a short loop (:mod:`.transport`), so token
+(``aiohttp``, in the triggerer) each run flows with a short loop (:mod:`.transport`), so token
 refresh, re-login, backoff and error mapping exist once. A transport that fails to reach the
 server throws :class:`TransportError` into the flow, which treats it like any retryable failure.
 """

@@ -3,7 +3,7 @@
 A hook is Airflow glue only: connection -> validated settings -> client (:mod:`..client`), with
 Airflow's secret masker injected, plus ``test_connection`` and the connection form.
 :class:`FlexInsightsHook` serves workers (blocking ``requests``); :class:`FlexInsightsAsyncHook`
-serves triggers (``httpx`` on the event loop, connection read with Airflow's async API).
+serves triggers (``aiohttp`` on the event loop, connection read with Airflow's async API).
 """
 
 from __future__ import annotations
