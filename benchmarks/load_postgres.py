@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.postgre
 
 from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE
 from airflow_provider_flexinsights.emulator.model import BULK_REPORT
-from airflow_provider_flexinsights.transfers.columns import ReportColumnPlan
+from airflow_provider_flexinsights.library.columns import ReportColumnPlan
 from airflow_provider_flexinsights.transfers.sql_load import TableLoader
 
 from tests.postgres_server import start_postgres

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT, Emulator, render_report
-from airflow_provider_flexinsights.lineage import dataset_address
+from airflow_provider_flexinsights.operators.lineage import dataset_address
 
 from tests.conftest import CONN_ENV, DagRunResult, connection_json, run_dag_file
 

@@ -464,8 +464,8 @@ def test_an_unwritable_destination_exits_2_before_any_request(
 def test_an_unreachable_host_is_one_line_per_retry_then_one_sentence(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], provider_logger: None
 ) -> None:
-    from airflow_provider_flexinsights import session
-    from airflow_provider_flexinsights.backoff import RetryPolicy
+    from airflow_provider_flexinsights.library import session
+    from airflow_provider_flexinsights.library.backoff import RetryPolicy
 
     port = closed_port()
     for name, value in plain_env_for(f"http://127.0.0.1:{port}").items():

@@ -19,8 +19,6 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_flexinsights import protocol
-from airflow_provider_flexinsights.api import FlexInsightsApi
 from airflow_provider_flexinsights.emulator import (
     ALIAS_REPORT,
     CHANNEL_LABEL,
@@ -34,12 +32,14 @@ from airflow_provider_flexinsights.emulator import (
     EmulatorConfig,
     render_report,
 )
-from airflow_provider_flexinsights.exceptions import FlexInsightsAuthError
-from airflow_provider_flexinsights.filters import AttributeFilter, DateInterval
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsAsyncHook, FlexInsightsHook
-from airflow_provider_flexinsights.protocol import Auth, Reply, Request, Verdict
-from airflow_provider_flexinsights.session import Credentials, Flow, Send, Session
-from airflow_provider_flexinsights.transfers.columns import ColumnType, plan_columns
+from airflow_provider_flexinsights.library import protocol
+from airflow_provider_flexinsights.library.columns import ColumnType, plan_columns
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsAuthError
+from airflow_provider_flexinsights.library.filters import AttributeFilter, DateInterval
+from airflow_provider_flexinsights.library.operations import FlexInsightsApi
+from airflow_provider_flexinsights.library.protocol import Auth, Reply, Request, Verdict
+from airflow_provider_flexinsights.library.session import Credentials, Flow, Send, Session
 
 from tests.test_filters import export_with, filtered_download
 

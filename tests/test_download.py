@@ -29,13 +29,13 @@ from airflow_provider_flexinsights.emulator import (
     render_report,
 )
 from airflow_provider_flexinsights.emulator.data import iter_bulk_report
-from airflow_provider_flexinsights.exceptions import FlexInsightsDownloadError
-from airflow_provider_flexinsights.export import download
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
-from airflow_provider_flexinsights.protocol import Auth, Request
-from airflow_provider_flexinsights.session import Send, TransportError
-from airflow_provider_flexinsights.storage import _WRITE_BYTES, WrittenFile, _stream, write_atomically
-from airflow_provider_flexinsights.transport import DOWNLOAD_CHUNK_SIZE, SyncTransport
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsDownloadError
+from airflow_provider_flexinsights.library.export import download
+from airflow_provider_flexinsights.library.protocol import Auth, Request
+from airflow_provider_flexinsights.library.session import Send, TransportError
+from airflow_provider_flexinsights.library.storage import _WRITE_BYTES, WrittenFile, _stream, write_atomically
+from airflow_provider_flexinsights.library.transport import DOWNLOAD_CHUNK_SIZE, SyncTransport
 
 DATES = ("2024-03-01", "2024-03-03")  # about 120 kB
 

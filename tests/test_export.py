@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_flexinsights.client import FlexInsightsClient
-from airflow_provider_flexinsights.exceptions import FlexInsightsExportGoneError
-from airflow_provider_flexinsights.export import (
+from airflow_provider_flexinsights.library.client import FlexInsightsClient
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsExportGoneError
+from airflow_provider_flexinsights.library.export import (
     EventKind,
     ExportEvent,
     ExportJob,
@@ -14,9 +14,9 @@ from airflow_provider_flexinsights.export import (
     ReportedError,
     Step,
 )
-from airflow_provider_flexinsights.export_spec import ExportSpec
-from airflow_provider_flexinsights.session import Credentials
-from airflow_provider_flexinsights.validation import ConnectionSettings
+from airflow_provider_flexinsights.library.export_spec import ExportSpec
+from airflow_provider_flexinsights.library.session import Credentials
+from airflow_provider_flexinsights.library.validation import ConnectionSettings
 
 URI = "/gdc/app/projects/w/execute/raw/1?q=1"
 

@@ -12,9 +12,6 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_flexinsights import protocol
-from airflow_provider_flexinsights.api import IDENTIFIER_URI, LookupCache
-from airflow_provider_flexinsights.backoff import PollSchedule
 from airflow_provider_flexinsights.emulator import (
     CHANNEL_LABEL,
     DEMO_EMAIL,
@@ -28,13 +25,16 @@ from airflow_provider_flexinsights.emulator import (
     Fault,
     render_report,
 )
-from airflow_provider_flexinsights.exceptions import (
+from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient, FlexInsightsHook
+from airflow_provider_flexinsights.library import protocol
+from airflow_provider_flexinsights.library.backoff import PollSchedule
+from airflow_provider_flexinsights.library.exceptions import (
     FlexInsightsApiError,
     FlexInsightsInputError,
     FlexInsightsNotFoundError,
 )
-from airflow_provider_flexinsights.export_spec import ExportSpec
-from airflow_provider_flexinsights.filters import (
+from airflow_provider_flexinsights.library.export_spec import ExportSpec
+from airflow_provider_flexinsights.library.filters import (
     AttributeFilter,
     DateInterval,
     FloatingDateRange,
@@ -42,9 +42,9 @@ from airflow_provider_flexinsights.filters import (
     choose_date_filter,
     parse_filters,
 )
-from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient, FlexInsightsHook
-from airflow_provider_flexinsights.protocol import Reply
-from airflow_provider_flexinsights.session import Credentials, Send, Session, Sleep
+from airflow_provider_flexinsights.library.operations import IDENTIFIER_URI, LookupCache
+from airflow_provider_flexinsights.library.protocol import Reply
+from airflow_provider_flexinsights.library.session import Credentials, Send, Session, Sleep
 
 from tests.conftest import CONN_ENV, DagRunResult, connection_json
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_flexinsights.emulator import Emulator
-from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
-from airflow_provider_flexinsights.filters import parse_filters
-from airflow_provider_flexinsights.validation import connection_settings
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsInputError
+from airflow_provider_flexinsights.library.filters import parse_filters
+from airflow_provider_flexinsights.library.validation import connection_settings
 
 from tests.conftest import REPO_ROOT, connection_json
 

@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
 from airflow_provider_flexinsights.emulator import (
     DEMO_PASSWORD,
     DEMO_WORKSPACE,
@@ -18,14 +17,15 @@ from airflow_provider_flexinsights.emulator import (
     Workspace,
     render_report,
 )
-from airflow_provider_flexinsights.exceptions import (
+from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
+from airflow_provider_flexinsights.library.backoff import PollSchedule, RetryPolicy
+from airflow_provider_flexinsights.library.exceptions import (
     FlexInsightsAuthError,
     FlexInsightsInputError,
     FlexInsightsNotFoundError,
     FlexInsightsTransientError,
 )
-from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
-from airflow_provider_flexinsights.protocol import ExportState
+from airflow_provider_flexinsights.library.protocol import ExportState
 
 from tests.conftest import CONN_ENV, CONNECTION_TEST_CALLS, connection_json, masks_the_sst_only, secrets_in
 
@@ -447,7 +447,7 @@ def test_lookup_identifiers_in_an_unknown_workspace_names_it(
 
 
 def test_describe_object_reads_reports_and_labels(flex_connection: str, emulator: Emulator) -> None:
-    from airflow_provider_flexinsights.protocol import object_id
+    from airflow_provider_flexinsights.library.protocol import object_id
 
     with FlexInsightsHook().session() as client:
         report = client.describe_object(DEMO_WORKSPACE, QUEUE_REPORT)

@@ -25,7 +25,6 @@ from airflow.sdk import ObjectStoragePath
 from moto.server import ThreadedMotoServer
 from s3fs import S3FileSystem
 
-from airflow_provider_flexinsights import validation
 from airflow_provider_flexinsights.emulator import (
     BULK_REPORT,
     DEMO_WORKSPACE,
@@ -38,8 +37,9 @@ from airflow_provider_flexinsights.emulator import (
     render_report,
 )
 from airflow_provider_flexinsights.emulator.data import iter_bulk_report
-from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
-from airflow_provider_flexinsights.storage import check_writable, write_atomically
+from airflow_provider_flexinsights.library import validation
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsInputError
+from airflow_provider_flexinsights.library.storage import check_writable, write_atomically
 
 from tests.conftest import DagRunResult, secrets_in
 

@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flexinsights import session
-from airflow_provider_flexinsights.backoff import RetryPolicy
 from airflow_provider_flexinsights.emulator import (
     DEMO_PASSWORD,
     DEMO_WORKSPACE,
@@ -26,6 +24,8 @@ from airflow_provider_flexinsights.emulator import (
     Fault,
     render_report,
 )
+from airflow_provider_flexinsights.library import session
+from airflow_provider_flexinsights.library.backoff import RetryPolicy
 
 from tests.conftest import (
     CONN_ENV,

@@ -31,8 +31,8 @@ from airflow_provider_flexinsights.emulator import (
     Fault,
     render_report,
 )
-from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
-from airflow_provider_flexinsights.validation import PartitionDays, partition_days
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsInputError
+from airflow_provider_flexinsights.library.validation import PartitionDays, partition_days
 
 from tests.conftest import (
     AIRFLOW_VERSION,
@@ -134,7 +134,7 @@ def test_a_month_folder_is_named_by_the_month() -> None:
 
 @pytest.mark.parametrize("name", ["date=2024-03-01", "a b", "50%25"])
 def test_a_local_folder_is_written_under_its_own_name_not_percent_encoded(tmp_path: Path, name: str) -> None:
-    from airflow_provider_flexinsights.storage import write_atomically
+    from airflow_provider_flexinsights.library.storage import write_atomically
 
     written = write_atomically(str(tmp_path / name / "q.csv"), iter([b"a,b\r\n"]))
 

@@ -8,14 +8,14 @@ import json
 
 import pytest
 
-from airflow_provider_flexinsights import protocol
-from airflow_provider_flexinsights.backoff import PollSchedule, RetryPolicy
-from airflow_provider_flexinsights.exceptions import (
+from airflow_provider_flexinsights.library import protocol
+from airflow_provider_flexinsights.library.backoff import PollSchedule, RetryPolicy
+from airflow_provider_flexinsights.library.exceptions import (
     FlexInsightsAuthError,
     FlexInsightsNotFoundError,
     FlexInsightsTransientError,
 )
-from airflow_provider_flexinsights.protocol import Reply, Verdict
+from airflow_provider_flexinsights.library.protocol import Reply, Verdict
 
 EXPORT = protocol.check_export("/gdc/projects/ws/execute/raw/1?q=a&c=b", "stream")
 

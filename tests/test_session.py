@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 import pytest
 
-from airflow_provider_flexinsights import protocol
-from airflow_provider_flexinsights.backoff import RetryPolicy
-from airflow_provider_flexinsights.exceptions import FlexInsightsAuthError, FlexInsightsTransientError
-from airflow_provider_flexinsights.protocol import Reply
-from airflow_provider_flexinsights.session import (
+from airflow_provider_flexinsights.library import protocol
+from airflow_provider_flexinsights.library.backoff import RetryPolicy
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsAuthError, FlexInsightsTransientError
+from airflow_provider_flexinsights.library.protocol import Reply
+from airflow_provider_flexinsights.library.session import (
     Credentials,
     Flow,
     Secret,

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_flexinsights.emulator import QUEUE_REPORT
-from airflow_provider_flexinsights.exceptions import FlexInsightsDestinationError
-from airflow_provider_flexinsights.storage import _BackgroundWriter, write_atomically
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsDestinationError
+from airflow_provider_flexinsights.library.storage import _BackgroundWriter, write_atomically
 
 from tests.conftest import REPO_ROOT, DagRunResult, immutable
 
@@ -113,7 +113,7 @@ FAST_POLLS = {"poll_interval": 0.05, "max_poll_interval": 0.2}
 # Another process writing the destination: half its stream, "halfway" on stdout, the rest once told.
 WRITER_PROCESS = """
 import sys
-from airflow_provider_flexinsights.storage import write_atomically
+from airflow_provider_flexinsights.library.storage import write_atomically
 
 def stream():
     yield b"theirs" * 500_000

@@ -223,8 +223,8 @@ def cli_error(
         with socket.socket() as probe:  # a loopback port nothing listens on: refused at once
             probe.bind(("127.0.0.1", 0))
             url = f"http://127.0.0.1:{probe.getsockname()[1]}"
-        from airflow_provider_flexinsights.backoff import RetryPolicy
-        from airflow_provider_flexinsights.client import FlexInsightsClient
+        from airflow_provider_flexinsights.library.backoff import RetryPolicy
+        from airflow_provider_flexinsights.library.client import FlexInsightsClient
 
         # every try of the default policy, without its waits (up to 15 s of jitter)
         monkeypatch.setattr(cli, "_client", lambda s: FlexInsightsClient(s, RetryPolicy(base_delay=0.0)))

@@ -35,8 +35,8 @@ from airflow_provider_flexinsights.emulator.model import (
     Workspace,
     default_reports,
 )
-from airflow_provider_flexinsights.protocol import LayoutColumn
-from airflow_provider_flexinsights.transfers.columns import ColumnType, MisfitValueError, plan_columns
+from airflow_provider_flexinsights.library.columns import ColumnType, MisfitValueError, plan_columns
+from airflow_provider_flexinsights.library.protocol import LayoutColumn
 from airflow_provider_flexinsights.transfers.sql_load import TableLoader
 
 from tests.conftest import DagRunResult, run_dag_file
@@ -334,7 +334,7 @@ def test_column_names_are_snake_case_and_deduplicated() -> None:
 
 
 def test_lineage_names_the_table_as_openlineage_names_postgres(pg_database: PostgresServer) -> None:
-    from airflow_provider_flexinsights.lineage import table_lineage
+    from airflow_provider_flexinsights.operators.lineage import table_lineage
 
     columns = plan_columns(["Queue", "Date", "Offered"], QUEUE_LAYOUT)
     result = {"table": "queue_stats", "rows_inserted": 42, "workspace_id": DEMO_WORKSPACE, "report_id": "7"}
@@ -390,7 +390,7 @@ def test_parquet_round_trip_has_the_typed_schema_and_every_row(
 
 
 def test_parquet_misfit_value_writes_nothing() -> None:
-    from airflow_provider_flexinsights.parquet import parquet_chunks
+    from airflow_provider_flexinsights.library.parquet import parquet_chunks
 
     plan = lambda names: plan_columns(names, QUEUE_LAYOUT)  # noqa: E731
     rows = [["A", "02/01/2024", "1"], ["B", "02/01/2024", "lots"]]
@@ -628,7 +628,7 @@ def test_days_of_two_field_orders_in_one_load_are_each_read_in_their_own(databas
 
 
 def test_parquet_day_not_in_its_labels_format_fails_naming_column_value_and_row() -> None:
-    from airflow_provider_flexinsights.parquet import parquet_chunks
+    from airflow_provider_flexinsights.library.parquet import parquet_chunks
 
     plan = lambda names: plan_columns(names, EU_LAYOUT)  # noqa: E731
     rows = [["A", "13/02/2024", "1"], ["B", "02/13/2024", "2"]]

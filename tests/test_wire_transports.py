@@ -21,9 +21,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flexinsights import protocol, transport
-from airflow_provider_flexinsights.backoff import RetryPolicy
-from airflow_provider_flexinsights.client import AsyncFlexInsightsClient
 from airflow_provider_flexinsights.emulator import (
     DEMO_EMAIL,
     DEMO_WORKSPACE,
@@ -31,17 +28,20 @@ from airflow_provider_flexinsights.emulator import (
     Emulator,
     EmulatorConfig,
 )
-from airflow_provider_flexinsights.exceptions import (
+from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
+from airflow_provider_flexinsights.library import protocol, transport
+from airflow_provider_flexinsights.library.backoff import RetryPolicy
+from airflow_provider_flexinsights.library.client import AsyncFlexInsightsClient
+from airflow_provider_flexinsights.library.exceptions import (
     FlexInsightsApiError,
     FlexInsightsDownloadError,
     FlexInsightsInputError,
     FlexInsightsTransientError,
 )
-from airflow_provider_flexinsights.export import download
-from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
-from airflow_provider_flexinsights.protocol import Auth, Request
-from airflow_provider_flexinsights.session import Send
-from airflow_provider_flexinsights.transport import AsyncTransport, DownloadBody, SyncTransport
+from airflow_provider_flexinsights.library.export import download
+from airflow_provider_flexinsights.library.protocol import Auth, Request
+from airflow_provider_flexinsights.library.session import Send
+from airflow_provider_flexinsights.library.transport import AsyncTransport, DownloadBody, SyncTransport
 
 from tests.conftest import CONN_ENV, closed_port, connection_json
 from tests.hostile import HostileServer, RawRequest, response

@@ -26,26 +26,27 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
-from airflow_provider_flexinsights import __version__, validation
-from airflow_provider_flexinsights.exceptions import (
+from airflow_provider_flexinsights import __version__
+from airflow_provider_flexinsights.library import validation
+from airflow_provider_flexinsights.library.exceptions import (
     FlexInsightsConnectionNotFoundError,
     FlexInsightsError,
     FlexInsightsInputError,
     FlexInsightsNotFoundError,
 )
-from airflow_provider_flexinsights.export_spec import ExportInputs, export_result
-from airflow_provider_flexinsights.filters import DateInterval
-from airflow_provider_flexinsights.protocol import DEFAULT_BASE_URL
-from airflow_provider_flexinsights.validation import ConnectionSettings
+from airflow_provider_flexinsights.library.export_spec import ExportInputs, export_result
+from airflow_provider_flexinsights.library.filters import DateInterval
+from airflow_provider_flexinsights.library.protocol import DEFAULT_BASE_URL
+from airflow_provider_flexinsights.library.validation import ConnectionSettings
 
 if TYPE_CHECKING:
     import datetime as dt
 
-    from airflow_provider_flexinsights.client import FlexInsightsClient
-    from airflow_provider_flexinsights.export import ExportOutcome
-    from airflow_provider_flexinsights.export_spec import ExportSpec
-    from airflow_provider_flexinsights.protocol import ReportSummary
-    from airflow_provider_flexinsights.storage import WrittenFile
+    from airflow_provider_flexinsights.library.client import FlexInsightsClient
+    from airflow_provider_flexinsights.library.export import ExportOutcome
+    from airflow_provider_flexinsights.library.export_spec import ExportSpec
+    from airflow_provider_flexinsights.library.protocol import ReportSummary
+    from airflow_provider_flexinsights.library.storage import WrittenFile
 
 PROG = "flex-insights"
 DEFAULT_CONN_ID = "flex_insights_default"
@@ -290,9 +291,9 @@ def _export(
 ) -> ExportOutcome[WrittenFile]:
     """The operator's export job, waiting here: start, poll, replace an expired export once, and
     stream it to the destination atomically (fetched again if the stream breaks)."""
-    from airflow_provider_flexinsights.backoff import PollSchedule
-    from airflow_provider_flexinsights.export import ExportJob, ExportPolicy, JobState
-    from airflow_provider_flexinsights.storage import check_writable, write_atomically
+    from airflow_provider_flexinsights.library.backoff import PollSchedule
+    from airflow_provider_flexinsights.library.export import ExportJob, ExportPolicy, JobState
+    from airflow_provider_flexinsights.library.storage import check_writable, write_atomically
 
     policy = ExportPolicy(
         PollSchedule(first=request.poll_interval), download_attempts=request.download_attempts
@@ -397,7 +398,7 @@ def resolve_workspace(flag: str | None, environ: Mapping[str, str], settings: Co
 
 def _client(settings: ConnectionSettings) -> FlexInsightsClient:
     """An Airflow-free client: no log masker to tell, since nothing here goes to Airflow's logs."""
-    from airflow_provider_flexinsights.client import FlexInsightsClient
+    from airflow_provider_flexinsights.library.client import FlexInsightsClient
 
     return FlexInsightsClient(settings)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_flexinsights import __version__
-from airflow_provider_flexinsights.protocol import DEFAULT_BASE_URL
+from airflow_provider_flexinsights.library.protocol import DEFAULT_BASE_URL
 
 _MODULE = "airflow_provider_flexinsights"
 

@@ -42,7 +42,7 @@ from airflow_provider_flexinsights.emulator import (
     Emulator,
     airflow_connection,
 )
-from airflow_provider_flexinsights.protocol import DEFAULT_BASE_URL
+from airflow_provider_flexinsights.library.protocol import DEFAULT_BASE_URL
 
 from tests.conftest import CONNECTION_TEST_CALLS
 from tests.e2e.deployment import AirflowDeployment, wait_until

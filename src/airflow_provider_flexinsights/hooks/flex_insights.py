@@ -15,11 +15,18 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_flexinsights import validation
-from airflow_provider_flexinsights.backoff import RetryPolicy
-from airflow_provider_flexinsights.client import AsyncFlexInsightsClient, FlexInsightsClient, SharedSessions
-from airflow_provider_flexinsights.exceptions import FlexInsightsConnectionNotFoundError, FlexInsightsError
-from airflow_provider_flexinsights.validation import ConnectionSettings
+from airflow_provider_flexinsights.library import validation
+from airflow_provider_flexinsights.library.backoff import RetryPolicy
+from airflow_provider_flexinsights.library.client import (
+    AsyncFlexInsightsClient,
+    FlexInsightsClient,
+    SharedSessions,
+)
+from airflow_provider_flexinsights.library.exceptions import (
+    FlexInsightsConnectionNotFoundError,
+    FlexInsightsError,
+)
+from airflow_provider_flexinsights.library.validation import ConnectionSettings
 
 __all__ = ["AsyncFlexInsightsClient", "FlexInsightsAsyncHook", "FlexInsightsClient", "FlexInsightsHook"]
 

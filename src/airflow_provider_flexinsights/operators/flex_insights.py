@@ -23,24 +23,24 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator
 
-from airflow_provider_flexinsights import validation
-from airflow_provider_flexinsights.backoff import PollSchedule
-from airflow_provider_flexinsights.exceptions import (
+from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
+from airflow_provider_flexinsights.library import validation
+from airflow_provider_flexinsights.library.backoff import PollSchedule
+from airflow_provider_flexinsights.library.exceptions import (
     FlexInsightsEmptyReportError,
     FlexInsightsError,
     FlexInsightsInputError,
 )
-from airflow_provider_flexinsights.export import ExportEvent, ExportJob, ExportPolicy, JobState
-from airflow_provider_flexinsights.export_spec import ExportInputs, ExportSpec, export_result
-from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
+from airflow_provider_flexinsights.library.export import ExportEvent, ExportJob, ExportPolicy, JobState
+from airflow_provider_flexinsights.library.export_spec import ExportInputs, ExportSpec, export_result
 from airflow_provider_flexinsights.links.flex_insights import FlexInsightsReportLink
 
 if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
-    from airflow_provider_flexinsights.client import FlexInsightsClient
-    from airflow_provider_flexinsights.transfers.columns import ColumnPlan
+    from airflow_provider_flexinsights.library.client import FlexInsightsClient
+    from airflow_provider_flexinsights.library.columns import ColumnPlan
 
 OnEmpty = Literal["succeed", "skip", "fail"]
 FileFormat = Literal["csv", "parquet"]
@@ -122,7 +122,7 @@ class BaseFlexInsightsExportOperator(BaseOperator):
         """Names and types for the CSV header, by name from the report's definition, read through the
         export's own session when a typed writer first calls it, once per try (the try's download
         attempts share the plan)."""
-        from airflow_provider_flexinsights.transfers.columns import ReportColumnPlan
+        from airflow_provider_flexinsights.library.columns import ReportColumnPlan
 
         layout = functools.partial(client.report_layout, spec.workspace_id, spec.report_id)
         return ReportColumnPlan(layout, self.log, spec.describe())
@@ -391,16 +391,16 @@ class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
     def preflight(self, spec: ExportSpec, context: Context) -> None:
         """Fail before the export if the destination cannot be written (no folder, no permission,
         no bucket): the export would run, download, and then fail at the write."""
-        from airflow_provider_flexinsights.storage import check_writable
+        from airflow_provider_flexinsights.library.storage import check_writable
 
         check_writable(spec.destination)
 
     def write(self, spec: ExportSpec, chunks: Iterator[bytes], columns: ColumnPlan) -> Mapping[str, Any]:
         """Stream the CSV to ``destination`` atomically: temporary file and rename, or a deferred upload."""
-        from airflow_provider_flexinsights.storage import write_atomically
+        from airflow_provider_flexinsights.library.storage import write_atomically
 
         if self.file_format(spec.destination) == "parquet":
-            from airflow_provider_flexinsights.parquet import parquet_chunks
+            from airflow_provider_flexinsights.library.parquet import parquet_chunks
 
             chunks = parquet_chunks(chunks, columns)
         written = write_atomically(spec.destination, chunks)
@@ -418,7 +418,7 @@ class FlexInsightsExportOperator(BaseFlexInsightsExportOperator):
         days and filters) in, the written file or object out. None when nothing was written."""
         if self._export_result is None:
             return None
-        from airflow_provider_flexinsights.lineage import export_lineage
+        from airflow_provider_flexinsights.operators.lineage import export_lineage
 
         return export_lineage(self._export_result, self.hook.settings.base_url)
 

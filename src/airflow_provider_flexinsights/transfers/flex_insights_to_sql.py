@@ -6,10 +6,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
-from airflow_provider_flexinsights.export_spec import ExportSpec
+from airflow_provider_flexinsights.library.columns import Column, ColumnPlan
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsInputError
+from airflow_provider_flexinsights.library.export_spec import ExportSpec
 from airflow_provider_flexinsights.operators.flex_insights import BaseFlexInsightsExportOperator
-from airflow_provider_flexinsights.transfers.columns import Column, ColumnPlan
 from airflow_provider_flexinsights.transfers.sql_load import MODES, Mode, TableLoader
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class FlexInsightsToSqlOperator(BaseFlexInsightsExportOperator):
         tables, with its schema, the rows written and each column's report column."""
         if self._export_result is None:
             return None
-        from airflow_provider_flexinsights.lineage import table_lineage
+        from airflow_provider_flexinsights.operators.lineage import table_lineage
 
         return table_lineage(
             self._export_result, self.hook.settings.base_url, self.sql_hook, self._lineage_columns

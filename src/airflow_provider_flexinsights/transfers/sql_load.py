@@ -29,14 +29,16 @@ from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_flexinsights.exceptions import FlexInsightsInputError
-from airflow_provider_flexinsights.transfers.columns import (
+from airflow_provider_flexinsights.library.columns import (
+    ChunkReader,
     Column,
     ColumnType,
     MisfitValueError,
+    read_header,
     sql_value,
     with_row,
 )
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsInputError
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -57,34 +59,6 @@ class LoadResult:
     columns: list[Column]
     created_table: bool = False
     added_columns: list[str] = field(default_factory=list)
-
-
-class ChunkReader(io.RawIOBase):
-    """A readable file over an iterator of byte chunks (what COPY and ``TextIOWrapper`` read)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = chunk
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
-def read_header(body: io.BufferedReader[Any]) -> list[str]:
-    """The CSV's header fields (none for an empty export); ``body`` is left at the first row."""
-    line = body.readline()
-    return next(csv.reader([line.decode("utf-8-sig")])) if line.strip() else []
 
 
 class TableLoader:

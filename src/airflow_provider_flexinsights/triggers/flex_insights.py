@@ -9,10 +9,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_flexinsights.backoff import PollSchedule
-from airflow_provider_flexinsights.exceptions import FlexInsightsError, FlexInsightsExportGoneError
-from airflow_provider_flexinsights.export import EventKind, ExportEvent
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsAsyncHook
+from airflow_provider_flexinsights.library.backoff import PollSchedule
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsError, FlexInsightsExportGoneError
+from airflow_provider_flexinsights.library.export import EventKind, ExportEvent
 
 
 class FlexInsightsExportTrigger(BaseTrigger):
