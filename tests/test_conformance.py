@@ -38,8 +38,8 @@ from airflow_provider_flexinsights.library.columns import ColumnType, plan_colum
 from airflow_provider_flexinsights.library.exceptions import FlexInsightsAuthError
 from airflow_provider_flexinsights.library.filters import AttributeFilter, DateInterval
 from airflow_provider_flexinsights.library.operations import FlexInsightsApi
-from airflow_provider_flexinsights.library.protocol import Auth, Reply, Request, Verdict
-from airflow_provider_flexinsights.library.session import Credentials, Flow, Send, Session
+from airflow_provider_flexinsights.library.protocol import Auth, Credentials, Reply, Request, Verdict
+from airflow_provider_flexinsights.library.session import Flow, Send, Session
 
 from tests.test_filters import export_with, filtered_download
 

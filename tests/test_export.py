@@ -5,17 +5,16 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_flexinsights.library.client import FlexInsightsClient
-from airflow_provider_flexinsights.library.exceptions import FlexInsightsExportGoneError
+from airflow_provider_flexinsights.library.exceptions import FlexInsightsExportGoneError, ReportedError
 from airflow_provider_flexinsights.library.export import (
     EventKind,
     ExportEvent,
     ExportJob,
     ExportPolicy,
-    ReportedError,
     Step,
 )
 from airflow_provider_flexinsights.library.export_spec import ExportSpec
-from airflow_provider_flexinsights.library.session import Credentials
+from airflow_provider_flexinsights.library.protocol import Credentials
 from airflow_provider_flexinsights.library.validation import ConnectionSettings
 
 URI = "/gdc/app/projects/w/execute/raw/1?q=1"

@@ -43,8 +43,8 @@ from airflow_provider_flexinsights.library.filters import (
     parse_filters,
 )
 from airflow_provider_flexinsights.library.operations import IDENTIFIER_URI, LookupCache
-from airflow_provider_flexinsights.library.protocol import Reply
-from airflow_provider_flexinsights.library.session import Credentials, Send, Session, Sleep
+from airflow_provider_flexinsights.library.protocol import Credentials, Reply
+from airflow_provider_flexinsights.library.session import Send, Session, Sleep
 
 from tests.conftest import CONN_ENV, DagRunResult, connection_json
 

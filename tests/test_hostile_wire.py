@@ -19,7 +19,8 @@ from airflow_provider_flexinsights.emulator import DEMO_PASSWORD, DEMO_WORKSPACE
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsHook
 from airflow_provider_flexinsights.library import protocol
 from airflow_provider_flexinsights.library.exceptions import FlexInsightsApiError, FlexInsightsError
-from airflow_provider_flexinsights.library.session import Credentials, Send, Token
+from airflow_provider_flexinsights.library.protocol import Credentials
+from airflow_provider_flexinsights.library.session import Send, Token
 
 from tests.conftest import CONN_ENV, DagRunResult, connection_json, secrets_in
 from tests.hostile import HostileServer, RawRequest, response

@@ -16,9 +16,8 @@ import pytest
 from airflow_provider_flexinsights.library import protocol
 from airflow_provider_flexinsights.library.backoff import RetryPolicy
 from airflow_provider_flexinsights.library.exceptions import FlexInsightsAuthError, FlexInsightsTransientError
-from airflow_provider_flexinsights.library.protocol import Reply
+from airflow_provider_flexinsights.library.protocol import Credentials, Reply
 from airflow_provider_flexinsights.library.session import (
-    Credentials,
     Flow,
     Secret,
     Send,

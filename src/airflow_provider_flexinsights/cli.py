@@ -334,7 +334,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> ConnectionSettings:
             )
     url = environ.get(ENV_URL) or None
     host = urlsplit(url).hostname if url and url.startswith("http://") else None
-    if host and not validation._is_loopback(host):  # the Airflow connection's opt-in has no variable here
+    if host and not validation.is_loopback(host):  # the Airflow connection's opt-in has no variable here
         raise FlexInsightsInputError(
             f"{ENV_URL} uses plain http:// to {host}, which would send the password unencrypted; use "
             "https:// (plain http:// is accepted for loopback hosts only, such as the emulator)."

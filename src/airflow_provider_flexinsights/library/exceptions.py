@@ -93,3 +93,11 @@ class FlexInsightsExportTimeoutError(FlexInsightsError):
 
 class FlexInsightsEmptyReportError(FlexInsightsError):
     """The report has no data for the range and the operator was told to fail on empty reports."""
+
+
+class ReportedError(FlexInsightsError):
+    """An error the trigger reported in its event; keeps its retryability across the deferral."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -36,8 +36,8 @@ from airflow_provider_flexinsights.library.backoff import PollSchedule
 from airflow_provider_flexinsights.library.client import FlexInsightsClient
 from airflow_provider_flexinsights.library.exceptions import (
     FlexInsightsDownloadError,
-    FlexInsightsError,
     FlexInsightsExportGoneError,
+    ReportedError,
 )
 from airflow_provider_flexinsights.library.export_spec import ExportSpec
 from airflow_provider_flexinsights.library.operations import ExportStatus
@@ -275,14 +275,6 @@ class EventKind(enum.Enum):
     EMPTY = "empty"
     GONE = "gone"  # expired while waiting: the worker replaces it
     ERROR = "error"  # waiting failed (timeout, API error): the worker fails with the message
-
-
-class ReportedError(FlexInsightsError):
-    """An error the trigger reported; keeps its retryability across the deferral."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 @dataclass(frozen=True)

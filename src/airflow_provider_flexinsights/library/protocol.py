@@ -103,6 +103,14 @@ class Reply:
 # --- Requests ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """An Analytics Portal user's login: built by validation from a connection, used by the session."""
+
+    email: str
+    password: str = field(repr=False)
+
+
 def login(email: str, password: str) -> Request:
     body = {"postUserLogin": {"login": email, "password": password, "remember": 0, "verify_level": 2}}
     return Request("POST", LOGIN_PATH, "log in", auth=Auth.NONE, json=body)

@@ -23,7 +23,7 @@ from airflow_provider_flexinsights.library.exceptions import (
     FlexInsightsError,
     FlexInsightsTransientError,
 )
-from airflow_provider_flexinsights.library.protocol import Auth, Reply, Request, Verdict
+from airflow_provider_flexinsights.library.protocol import Auth, Credentials, Reply, Request, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,6 @@ class TransportError(Exception):
     def __init__(self, reason: str, *, advice: str = "check the network to the host") -> None:
         super().__init__(reason)
         self.advice = advice
-
-
-@dataclass(frozen=True)
-class Credentials:
-    email: str
-    password: str = field(repr=False)
 
 
 class Session:

@@ -14,8 +14,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from airflow_provider_flexinsights.library.exceptions import FlexInsightsInputError
-from airflow_provider_flexinsights.library.protocol import DEFAULT_BASE_URL
-from airflow_provider_flexinsights.library.session import Credentials
+from airflow_provider_flexinsights.library.protocol import DEFAULT_BASE_URL, Credentials
 
 WORKSPACE_ID_PATTERN = re.compile(r"[a-z0-9]{32}")
 REPORT_ID_PATTERN = re.compile(r"[0-9]+")
@@ -252,7 +251,7 @@ def _base_url(where: str, host: str | None, port: int | None, *, allow_http: boo
         )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FlexInsightsInputError(f"{where} has host {host!r}: use a URL like {DEFAULT_BASE_URL}.")
-    if parts.scheme == "http" and not (allow_http or _is_loopback(parts.hostname)):
+    if parts.scheme == "http" and not (allow_http or is_loopback(parts.hostname)):
         raise FlexInsightsInputError(
             f"{where} uses plain http:// to {parts.hostname}, which would send the password unencrypted; "
             'use https://, or set extra "allow_insecure_http": true if you really mean it.'
@@ -261,7 +260,8 @@ def _base_url(where: str, host: str | None, port: int | None, *, allow_http: boo
     return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
 
 
-def _is_loopback(hostname: str) -> bool:
+def is_loopback(hostname: str) -> bool:
+    """Plain HTTP is allowed to this host without an opt-in (a local emulator or tunnel); the CLI asks too."""
     if hostname == "localhost":
         return True
     try:
