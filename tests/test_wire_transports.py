@@ -281,7 +281,8 @@ BAD_PATHS = {
 
 @pytest.mark.parametrize("path", BAD_PATHS.values(), ids=BAD_PATHS.keys())
 def test_both_transports_build_every_url_with_request_url(wire: HostileServer, path: str) -> None:
-    request = Request("GET", path, "fetch it", auth=Auth.NONE)
+    request = Request("GET", "/gdc/x", "fetch it", auth=Auth.NONE)
+    object.__setattr__(request, "path", path)  # past Request's own check: the transports check again
 
     def flow():  # type: ignore[no-untyped-def]
         return (yield Send(request))
@@ -422,7 +423,7 @@ def test_falling_back_to_urllib3_for_a_chunked_body_says_so_once(
         for _ in range(2):
             status = client.check_export(uri)
             assert status.reply is not None
-            raw = status.reply.stream.raw
+            raw = status.reply.stream.response.raw
             raw._fp.fp = MovedSocketFile(raw._fp.fp)
             with client.open_csv(status) as body:
                 assert isinstance(body, DownloadBody) and not body.decoded_in_c

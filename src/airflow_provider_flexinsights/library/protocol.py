@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from airflow_provider_flexinsights.library.exceptions import (
@@ -73,9 +73,17 @@ class Request:
         check_path(self.path)  # whatever made it, a request never names another host
 
 
+class OpenBody(Protocol):
+    """A body the transport still holds open (``success_body="stream"``): the protocol and the
+    export job only carry it and may close it; only the transport that made it reads it
+    (``transport.SyncTransport.open_body``), so no I/O type leaks into this module."""
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Reply:
-    """An HTTP answer. ``stream`` is the transport's open response when ``success_body`` was "stream".
+    """An HTTP answer. ``stream`` is the transport's open body when ``success_body`` was "stream".
 
     ``url`` is the absolute URL the answer came from (the transport's), so a redirect's
     ``Location`` can be checked against its host.
@@ -84,7 +92,7 @@ class Reply:
     status: int
     headers: Mapping[str, str]
     body: bytes = b""
-    stream: Any = field(default=None, repr=False)
+    stream: OpenBody | None = field(default=None, repr=False)
     url: str = ""
 
     @property

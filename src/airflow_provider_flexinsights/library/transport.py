@@ -26,6 +26,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
@@ -317,7 +318,7 @@ class SyncTransport:
                 response.close()  # the final answer is still on the connection: drop it
                 raise _interim(status, self.base_url)
             if status == 200 and request.success_body == "stream":
-                return Reply(status, response.headers, stream=response, url=response.url)
+                return Reply(status, response.headers, stream=OpenResponse(response), url=response.url)
             with response:  # closing an unread response closes its connection
                 head = Reply(status, response.headers, url=response.url)
                 if not (status == 200 and request.success_body == "discard"):
@@ -334,7 +335,9 @@ class SyncTransport:
         A body whose end cannot be verified (neither Content-Length nor chunked framing: it ends
         when the connection does, cut short or not) is refused before a byte of it is handed on.
         """
-        response: requests.Response = reply.stream
+        if not isinstance(reply.stream, OpenResponse):
+            raise TypeError("Only a reply fetched by this transport with success_body='stream' has a body.")
+        response = reply.stream.response
         with response:
             _refuse_unframed(reply)
             response.raw.enforce_content_length = True  # a Content-Length body cut short raises
@@ -343,6 +346,18 @@ class SyncTransport:
 
     def close(self) -> None:
         self._http.close()
+
+
+@dataclass(frozen=True)
+class OpenResponse:
+    """A worker's download whose body is not read yet (the :class:`~.protocol.OpenBody` that
+    ``SyncTransport`` hands out): typed here, where ``requests`` is known, so strict mypy follows
+    the body from the poll that fetched it to :meth:`SyncTransport.open_body` with no ``Any``."""
+
+    response: requests.Response
+
+    def close(self) -> None:
+        self.response.close()
 
 
 def _read_bounded(response: requests.Response, request: Request, head: Reply) -> bytes:
@@ -420,17 +435,20 @@ def _decoded_reads(
     from httptools import HttpParserError
 
     received = 0
-    reads = (
-        _decode_chunked(socket_file)
-        if socket_file is not None
-        else ([piece] for piece in response.iter_content(chunk_size=DOWNLOAD_CHUNK_SIZE))
-    )
+    reads = _decode_chunked(socket_file) if socket_file is not None else _pieces_of(response)
     try:
         for pieces in reads:
             received += sum(map(len, pieces))
             yield pieces
     except (requests.RequestException, OSError, HttpParserError, _BodyCutShort) as err:
         raise TransportError(f"{_describe(err)}, after {received:,} bytes") from err
+
+
+def _pieces_of(response: requests.Response) -> Iterator[list[bytes]]:
+    """A body ``requests`` decodes (Content-Length, gzip): its stubs say ``Any``, the pieces are bytes."""
+    piece: bytes
+    for piece in response.iter_content(chunk_size=DOWNLOAD_CHUNK_SIZE):
+        yield [piece]
 
 
 def _plain_chunked_source(response: requests.Response) -> io.BufferedReader | None:
