@@ -6,6 +6,7 @@ Imported only when OpenLineage asks (``get_openlineage_facets_on_complete``), so
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,11 +93,12 @@ def dataset_address(path: str) -> tuple[str, str]:
 
 
 def table_lineage(
-    result: dict[str, Any], base_url: str, hook: Any, columns: list[Any]
+    result: dict[str, Any], base_url: str, hook: Any, columns: list[Any] | None = None
 ) -> OperatorLineage[Any, Any]:
     """Lineage of one load: the report in; the table out, named as OpenLineage names the hook's
     database (``postgres://host:port`` + ``database.schema.table``), with a schema facet, the rows
-    written, and each table column's report column (column lineage)."""
+    written, and each table column's report column (column lineage). The columns are the load's
+    result's own (``columns``: CSV name -> table column, ``column_types``) unless given."""
     from airflow.providers.common.compat.openlineage.facet import (
         ColumnLineageDatasetFacet,
         Fields,
@@ -105,11 +107,14 @@ def table_lineage(
         SchemaDatasetFacetFields,
     )
 
+    if columns is None:
+        types = result["column_types"]
+        columns = [_Loaded(source, name, types[name]) for source, name in result["columns"].items()]
     report = report_dataset(result, base_url)
     namespace, name = table_address(hook, result["table"])
     facets: dict[str, Any] = {
         "schema": SchemaDatasetFacet(
-            fields=[SchemaDatasetFacetFields(name=c.name, type=c.type.value) for c in columns]
+            fields=[SchemaDatasetFacetFields(name=c.name, type=_type_name(c.type)) for c in columns]
         ),
         "columnLineage": ColumnLineageDatasetFacet(
             fields={
@@ -145,3 +150,16 @@ def table_address(hook: Any, table: str) -> tuple[str, str]:
     if "." not in table:
         table = f"{hook.get_openlineage_default_schema() or 'public'}.{table}"
     return SQLParser.create_namespace(info), f"{info.database}.{table}" if info.database else table
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A table column as the load's result tells it (JSON: the type is its name)."""
+
+    source: str
+    name: str
+    type: str
+
+
+def _type_name(column_type: Any) -> str:
+    return column_type if isinstance(column_type, str) else str(column_type.value)

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_flexinsights.library.columns import Column, ColumnPlan
+from airflow_provider_flexinsights.library.columns import ColumnPlan
 from airflow_provider_flexinsights.library.exceptions import FlexInsightsInputError
 from airflow_provider_flexinsights.library.export_spec import ExportSpec
 from airflow_provider_flexinsights.operators.flex_insights import BaseFlexInsightsExportOperator
@@ -66,7 +66,6 @@ class FlexInsightsToSqlOperator(BaseFlexInsightsExportOperator):
         self.schema = schema
         self.mode: Mode = mode
         self.batch_rows = batch_rows
-        self._lineage_columns: list[Column] = []
 
     def validated_destination(self) -> str:
         """The rendered table name, checked (a name is data here: it is always quoted)."""
@@ -123,7 +122,6 @@ class FlexInsightsToSqlOperator(BaseFlexInsightsExportOperator):
         """One download attempt into the table, in one transaction (rolled back if it breaks)."""
         loader = self.loader(spec)
         result = loader.load(chunks, columns)
-        self._lineage_columns = result.columns
         self.log.info(
             "Loaded %s rows of %s into %s (%s; %s rows deleted).",
             result.rows_inserted,
@@ -150,6 +148,4 @@ class FlexInsightsToSqlOperator(BaseFlexInsightsExportOperator):
             return None
         from airflow_provider_flexinsights.operators.lineage import table_lineage
 
-        return table_lineage(
-            self._export_result, self.hook.settings.base_url, self.sql_hook, self._lineage_columns
-        )
+        return table_lineage(self._export_result, self.hook.settings.base_url, self.sql_hook)
