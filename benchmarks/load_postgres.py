@@ -25,14 +25,11 @@ from typing import Any
 
 from _harness import Checks, emulator, machine_line, median, peak_rss_mb, verdict
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.postgres_server
-
 from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE
 from airflow_provider_flexinsights.emulator.model import BULK_REPORT
+from airflow_provider_flexinsights.emulator.postgres import start_postgres
 from airflow_provider_flexinsights.library.columns import ReportColumnPlan
 from airflow_provider_flexinsights.transfers.sql_load import TableLoader
-
-from tests.postgres_server import start_postgres
 
 TARGET_RATIO, TARGET_RSS_MB = 0.8, 50.0
 TABLE = "bulk_load"

@@ -2,7 +2,7 @@
 # The Debian packages the test suite runs for real, installed in one apt-get call:
 #   chromium    /usr/bin/chromium for the connection form's browser test (tests/e2e/test_connection_form.py;
 #               Playwright is never allowed to download a browser)
-#   postgresql  initdb + pg_ctl for the throwaway clusters of tests/postgres_server.py (the package
+#   postgresql  initdb + pg_ctl for the throwaway clusters of emulator/postgres.py (the package
 #               also creates the OS user `postgres` that owns them; no service is started)
 #   redis-server  the Celery broker of tests/e2e/test_distributed.py (started by the tests on a free
 #               loopback port without persistence)

@@ -42,8 +42,7 @@ from airflow_provider_flexinsights.emulator import (  # noqa: E402
     EmulatorConfig,
     airflow_connection,
 )
-
-from tests.postgres_server import PostgresServer, start_postgres  # noqa: E402
+from airflow_provider_flexinsights.emulator.postgres import PostgresServer, start_postgres  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow-core").split(".")[:2])

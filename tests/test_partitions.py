@@ -31,6 +31,7 @@ from airflow_provider_flexinsights.emulator import (
     Fault,
     render_report,
 )
+from airflow_provider_flexinsights.emulator.postgres import PostgresServer
 from airflow_provider_flexinsights.library.exceptions import FlexInsightsInputError
 from airflow_provider_flexinsights.library.validation import PartitionDays, partition_days
 
@@ -42,7 +43,6 @@ from tests.conftest import (
     requires_task_state_store,
     run_dag_file,
 )
-from tests.postgres_server import PostgresServer
 from tests.test_warehouse import PG_CONN, csv_rows, pg_database, query
 
 __all__ = ["pg_database"]  # a fixture, used by name

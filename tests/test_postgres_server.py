@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.postgres_server import PostgresServer, start_postgres
+from airflow_provider_flexinsights.emulator.postgres import PostgresServer, start_postgres
 
 
 def test_the_session_server_answers_on_loopback_and_makes_databases(postgres_server: PostgresServer) -> None:

@@ -35,12 +35,12 @@ from airflow_provider_flexinsights.emulator.model import (
     Workspace,
     default_reports,
 )
+from airflow_provider_flexinsights.emulator.postgres import PostgresServer
 from airflow_provider_flexinsights.library.columns import ColumnType, MisfitValueError, plan_columns
 from airflow_provider_flexinsights.library.protocol import LayoutColumn
 from airflow_provider_flexinsights.transfers.sql_load import TableLoader
 
 from tests.conftest import DagRunResult, run_dag_file
-from tests.postgres_server import PostgresServer
 
 PG_CONN, SQLITE_CONN = "warehouse_pg", "warehouse_sqlite"
 

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from airflow_provider_flexinsights.emulator import Emulator, airflow_connection
+from airflow_provider_flexinsights.emulator.postgres import PostgresServer
 
 from tests.e2e.deployment import DAG_FILES, AirflowDeployment, PostgresDatabase
-from tests.postgres_server import PostgresServer
 
 
 @pytest.fixture(scope="session")

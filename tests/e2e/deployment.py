@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 import psutil
 
-from tests.postgres_server import PostgresServer
+from airflow_provider_flexinsights.emulator.postgres import PostgresServer
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -92,7 +92,7 @@ class SqliteDatabase:
 
 
 class PostgresDatabase:
-    """A database of a throwaway PostgreSQL server (tests/postgres_server.py), read with psycopg2."""
+    """A database of a throwaway PostgreSQL server (``emulator.postgres``), read with psycopg2."""
 
     def __init__(self, server: PostgresServer, name: str) -> None:
         server.create_database(name)

@@ -28,11 +28,11 @@ from airflow_provider_flexinsights.emulator import (
     airflow_connection,
     render_report,
 )
+from airflow_provider_flexinsights.emulator.postgres import PostgresServer
 
 from tests.conftest import AIRFLOW_VERSION
 from tests.e2e.deployment import DAG_FILES, CeleryDeployment, wait_until
 from tests.e2e.scenarios import PARTITIONED_DAG, asset_pipeline, backfill_seven_days
-from tests.postgres_server import PostgresServer
 
 TWENTY = "e2e_twenty_exports"
 # Runs of the twenty exports in the compressed day (CI: 4, 80 exports; by hand, more: see the test)

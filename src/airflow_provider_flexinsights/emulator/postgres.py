@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for the tests: ``initdb`` + ``pg_ctl`` in a temporary folder.
+"""A throwaway PostgreSQL server for tests and benchmarks: ``initdb`` + ``pg_ctl`` in a temporary folder.
 
 Each server is a cluster of its own on a free loopback port with trust authentication, no fsync
 and its socket inside its data folder, so nothing of the machine's own PostgreSQL is touched.
