@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_flexinsights.emulator import Emulator, airflow_connection
+from airflow_provider_flexinsights.emulator import Emulator
 from airflow_provider_flexinsights.emulator.postgres import PostgresServer
 
-from tests.e2e.deployment import DAG_FILES, AirflowDeployment, PostgresDatabase
+from tests.e2e.deployment import AirflowDeployment, PostgresDatabase, deployed
 
 
 @pytest.fixture(scope="session")
@@ -46,18 +46,11 @@ def deployment(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AirflowDeployment]:
     home = tmp_path_factory.mktemp("airflow-e2e")
-    airflow = AirflowDeployment(
+    with deployed(
+        AirflowDeployment,
         home,
-        DAG_FILES,
-        airflow_connection(shared_emulator.url),
-        {
-            "AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR": str(home / "exports"),
-            "AIRFLOW_CONN_WAREHOUSE": postgres_server.url("warehouse", driver="postgres"),
-        },
+        shared_emulator.url,
+        env={"AIRFLOW_CONN_WAREHOUSE": postgres_server.url("warehouse", driver="postgres")},
         database=PostgresDatabase(postgres_server, "airflow_local"),
-    )
-    try:
-        airflow.start_all()
+    ) as airflow:
         yield airflow
-    finally:
-        airflow.stop_all()

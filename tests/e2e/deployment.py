@@ -23,12 +23,13 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import psutil
 
+from airflow_provider_flexinsights.emulator import airflow_connection
 from airflow_provider_flexinsights.emulator.postgres import PostgresServer
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -494,3 +495,26 @@ def _processes_of(home: Path) -> list[psutil.Process]:
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
     return mine
+
+
+D = TypeVar("D", bound=AirflowDeployment)
+
+
+@contextlib.contextmanager
+def deployed(
+    kind: Callable[..., D],
+    home: Path,
+    emulator_url: str,
+    *args: Any,
+    env: Mapping[str, str] | None = None,
+    **options: Any,
+) -> Iterator[D]:
+    """The example and e2e DAGs deployed against the emulator (exports under ``home/exports``),
+    started, and stopped however the fixture ends: the one body of both deployments' fixtures."""
+    extra_env = {"AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR": str(home / "exports"), **(env or {})}
+    airflow = kind(home, DAG_FILES, airflow_connection(emulator_url), extra_env, *args, **options)
+    try:
+        airflow.start_all()
+        yield airflow
+    finally:
+        airflow.stop_all()

@@ -25,13 +25,12 @@ from airflow_provider_flexinsights.emulator import (
     Emulator,
     Fault,
     RequestRecord,
-    airflow_connection,
     render_report,
 )
 from airflow_provider_flexinsights.emulator.postgres import PostgresServer
 
 from tests.conftest import AIRFLOW_VERSION
-from tests.e2e.deployment import DAG_FILES, CeleryDeployment, wait_until
+from tests.e2e.deployment import CeleryDeployment, deployed, wait_until
 from tests.e2e.scenarios import PARTITIONED_DAG, asset_pipeline, backfill_seven_days
 
 TWENTY = "e2e_twenty_exports"
@@ -46,18 +45,8 @@ def celery(
     shared_emulator: Emulator, postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CeleryDeployment]:
     home = tmp_path_factory.mktemp("airflow-celery")
-    airflow = CeleryDeployment(
-        home,
-        DAG_FILES,
-        airflow_connection(shared_emulator.url),
-        {"AIRFLOW_VAR_FLEX_INSIGHTS_EXPORT_DIR": str(home / "exports")},
-        postgres_server,
-    )
-    try:
-        airflow.start_all()
+    with deployed(CeleryDeployment, home, shared_emulator.url, postgres_server) as airflow:
         yield airflow
-    finally:
-        airflow.stop_all()
 
 
 def exports_started(emulator: Emulator) -> Counter[str]:
