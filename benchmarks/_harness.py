@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 
+# 0.2.0's paths (compatibility modules since): --baseline-src runs this against older checkouts
 from airflow_provider_flexinsights.emulator import DEMO_EMAIL, DEMO_PASSWORD, airflow_connection
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient
 from airflow_provider_flexinsights.validation import ConnectionSettings, connection_settings

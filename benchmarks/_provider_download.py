@@ -19,6 +19,7 @@ from pathlib import Path
 
 from _harness import cpu_seconds, demo_settings, peak_rss_mb
 
+# 0.2.0's paths (compatibility modules since): --baseline-src runs this against older checkouts
 from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT
 from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsClient
 from airflow_provider_flexinsights.storage import write_atomically

@@ -1,6 +1,6 @@
 """Hooks: an Airflow connection in, a logged-in Flex Insights client out, logged out afterwards.
 
-A hook is Airflow glue only: connection -> validated settings -> client (:mod:`..client`), with
+A hook is Airflow glue only: connection -> validated settings -> client (:mod:`..library.client`), with
 Airflow's secret masker injected, plus ``test_connection`` and the connection form.
 :class:`FlexInsightsHook` serves workers (blocking ``requests``); :class:`FlexInsightsAsyncHook`
 serves triggers (``aiohttp`` on the event loop, connection read with Airflow's async API).

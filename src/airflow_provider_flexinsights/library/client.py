@@ -1,6 +1,6 @@
 """Flex Insights clients with no Airflow in them: blocking for workers and the CLI, async for triggers.
 
-Both run the same flows (:mod:`.api`) over their transport, so they behave alike down to the retry
+Both run the same flows (:mod:`.operations`) over their transport, so they behave alike down to the retry
 schedule. Whatever Airflow adds is injected: ``on_secret`` registers each freshly minted token with
 a secret masker (the hooks pass Airflow's), and the async client's settings come from a callable
 (the async hook reads the connection with Airflow's async API).

@@ -4,7 +4,7 @@ Names: the CSV header lowercased into snake_case (``"Offered Contacts"`` -> ``of
 anything but letters and digits becoming ``_``, a leading digit prefixed with ``c_``, and
 duplicates numbered (``queue``, ``queue_2``). The mapping is returned to the caller (XCom).
 
-Types come from the report's definition (:class:`~..protocol.LayoutColumn`), matched to the CSV's
+Types come from the report's definition (:class:`~.protocol.LayoutColumn`), matched to the CSV's
 header **by name**: a header is compared with the names the definition gives each column (its
 alias, else its attribute's, label's or metric's title), both sides normalized alike
 (:func:`match_key`). No recording shows a raw export's header next to its grid, so the column
@@ -219,7 +219,7 @@ def with_row(
 # --- the plan a typed writer calls: the report's layout read once, one log line per load ----------
 
 ColumnPlan = Callable[[list[str]], list[Column]]
-"""Header -> table columns (what :class:`.sql_load.TableLoader` and :mod:`..parquet` call)."""
+"""Header -> table columns (what :class:`..transfers.sql_load.TableLoader` and :mod:`.parquet` call)."""
 
 
 class _Logs(Protocol):

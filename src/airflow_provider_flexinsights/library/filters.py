@@ -3,7 +3,7 @@
 DAG files give plain dicts (so Jinja can render inside them); :func:`parse_filters` turns them into
 frozen dataclasses after rendering and before any request, and reports every mistake at once, one
 sentence each. Mapping identifiers and value titles to workspace URIs happens later, in
-:mod:`.api`, because it needs the server.
+:mod:`.operations`, because it needs the server.
 
 The dict forms:
 
@@ -71,7 +71,7 @@ class FloatingDateRange:
 class AttributeFilter:
     """Rows whose value of the label ``identifier`` is one of ``values`` (or none of them, ``exclude``).
 
-    Values are titles as reports show them; :mod:`.api` maps them to element URIs.
+    Values are titles as reports show them; :mod:`.operations` maps them to element URIs.
     """
 
     identifier: str

@@ -1,6 +1,6 @@
 """CSV chunks in, Parquet bytes out, one row group at a time (optional extra ``parquet``: pyarrow).
 
-The schema is the SQL load's (:mod:`.transfers.columns`): snake_case names, ``TEXT`` as string,
+The schema is the SQL load's (:mod:`.columns`): snake_case names, ``TEXT`` as string,
 ``NUMERIC`` as float64, ``DATE`` as date32 (each date column read in its label's format). Arrow's
 streaming CSV reader parses a block at a time; each block becomes a row group whose bytes are
 handed on at once, so memory stays at about one block whatever the export's size, and

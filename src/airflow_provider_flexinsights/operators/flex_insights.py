@@ -1,8 +1,8 @@
 """The operators: export one Flex Insights report for a range of days, and write it somewhere.
 
 :class:`BaseFlexInsightsExportOperator` is the Airflow glue every export operator shares:
-validate the rendered inputs into an :class:`~..export_spec.ExportSpec`, drive the
-:class:`~..export.ExportJob` (deferring to the trigger while the export computes, resuming from
+validate the rendered inputs into an :class:`~..library.export_spec.ExportSpec`, drive the
+:class:`~..library.export.ExportJob` (deferring to the trigger while the export computes, resuming from
 its event), and publish the result (XCom, outlet asset events, the extra link). A subclass says
 where the CSV goes by overriding :meth:`~BaseFlexInsightsExportOperator.write` (and
 ``validated_destination``); :class:`FlexInsightsExportOperator` writes a file or object.

@@ -18,7 +18,7 @@ from airflow_provider_flexinsights.library.export import EventKind, ExportEvent
 class FlexInsightsExportTrigger(BaseTrigger):
     """Poll an export already started by the worker until it is ready, then yield one event.
 
-    The event is an :class:`~..export.ExportEvent` in its payload form (ready, empty, gone or
+    The event is an :class:`~..library.export.ExportEvent` in its payload form (ready, empty, gone or
     error); the worker downloads the CSV when it resumes. The trigger only reads: it never starts an export
     and never reads the CSV body, so running it twice (triggerer restart, HA triggerers) is harmless.
     Its kwargs are ids, URIs and numbers only; tokens are minted inside :meth:`run`.
