@@ -675,3 +675,23 @@ def test_every_emulated_reports_csv_header_lines_up_with_its_definition(
             header = list(report.layout.shape.header)
             columns = plan_columns(header, client.report_layout(DEMO_WORKSPACE, report_id))
             assert all(c.matched for c in columns), (report_id, [c for c in columns if not c.matched])
+
+
+def test_the_operator_s_lineage_reads_the_columns_from_its_own_result(pg_database: PostgresServer) -> None:
+    """FlexInsightsToSqlOperator keeps no columns on ``self``: the XCom result names them all."""
+    from airflow_provider_flexinsights.operators.lineage import table_lineage
+
+    columns = plan_columns(["Queue", "Date", "Offered"], QUEUE_LAYOUT)
+    result = {
+        "table": "queue_stats",
+        "rows_inserted": 42,
+        "workspace_id": DEMO_WORKSPACE,
+        "report_id": "7",
+        "columns": {c.source: c.name for c in columns},  # as write() returns them
+        "column_types": {c.name: c.type.value for c in columns},
+    }
+
+    (given,) = table_lineage(result, "http://127.0.0.1:1", sql_hook(PG_CONN), columns).outputs
+    (read,) = table_lineage(result, "http://127.0.0.1:1", sql_hook(PG_CONN)).outputs
+
+    assert read.facets == given.facets
