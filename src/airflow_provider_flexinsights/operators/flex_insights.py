@@ -65,7 +65,8 @@ class BaseFlexInsightsExportOperator(BaseOperator):
     template_fields: Sequence[str] = ("report_id", "workspace_id", "date_from", "date_to", "filters")
     ui_color = "#f22f46"
     operator_extra_links = (FlexInsightsReportLink(),)
-    # what this run wrote: OpenLineage asks the same instance after execute, with no other handle on it
+    # what this run wrote: OpenLineage asks this same instance once execute returns (as for Airflow's
+    # own operators); reading it back from XCom would cost a call to the API server
     _export_result: dict[str, Any] | None = None
     _connection_secrets_masked = False  # by the first render_template of a try
 
