@@ -56,7 +56,7 @@ def test_daily_export_writes_the_previous_complete_day(
     assert run.task_state == "success"
     assert csv.read_bytes() == render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01")
     assert run.result is not None and run.result["path"] == str(csv)
-    assert any("(asyncio)" in r.user_agent for r in emulator.requests)  # it deferred: the trigger polled
+    assert any("(aiohttp)" in r.user_agent for r in emulator.requests)  # it deferred: the trigger polled
 
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(today=dt.date(2024, 3, 11))])

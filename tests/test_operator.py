@@ -90,7 +90,7 @@ def test_deferrable_waits_in_the_trigger_not_the_worker(
 
     polls = [(r.status, r.user_agent.split("(")[1]) for r in emulator.requests if r.endpoint == "export"]
     # worker: first poll; triggerer: polls until ready (body not read); worker: the download.
-    assert polls == [(202, "requests)"), (202, "asyncio)"), (200, "asyncio)"), (200, "requests)")]
+    assert polls == [(202, "requests)"), (202, "aiohttp)"), (200, "aiohttp)"), (200, "requests)")]
     assert [e for e, _ in emulator.calls()].count("execute") == 1
 
 
@@ -344,7 +344,7 @@ def test_an_export_pending_for_40_seconds_is_waited_out_by_the_trigger_in_few_po
     assert run.task_state == "success"
     assert len(gets) <= 15, [r.status for r in gets]
     assert gets[0].status == 202 and "requests" in gets[0].user_agent  # the worker's first poll...
-    assert all("(asyncio)" in r.user_agent for r in gets[1:-1])  # ...then only the trigger, until ready
+    assert all("(aiohttp)" in r.user_agent for r in gets[1:-1])  # ...then only the trigger, until ready
     ready_at = gets[0].at + 40
     detected = next(r.at for r in gets if r.status == 200)
     assert ready_at <= detected <= ready_at + 16.5  # found within one capped poll interval

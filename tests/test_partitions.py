@@ -274,7 +274,7 @@ def test_a_partitioned_run_exports_its_day_into_its_folder_and_its_event_names_i
     written = tmp_path / "date=2024-03-01" / "queue.csv"
     assert outcome.task_state == "success"
     assert interval_filters(emulator) == [("2024-03-01", "2024-03-01")]
-    assert any(r.user_agent.endswith("(asyncio)") for r in emulator.requests)  # it deferred, and resumed
+    assert any(r.user_agent.endswith("(aiohttp)") for r in emulator.requests)  # it deferred, and resumed
     assert written.read_bytes() == render_report(DEMO_WORKSPACE, QUEUE_REPORT, "2024-03-01", "2024-03-01")
     assert outcome.result["partition_key"] == "2024-03-01T00:00:00"
     assert (outcome.result["path"], outcome.result["date_from"], outcome.result["date_to"]) == (

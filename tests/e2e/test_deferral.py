@@ -41,6 +41,6 @@ def test_pending_export_defers_and_holds_no_worker(
     assert len(exports) <= 15
     waits = [r for r in exports if r.status == 202]
     assert waits[0].user_agent.endswith("(requests)")  # the worker's one poll before deferring
-    assert all(r.user_agent.endswith("(asyncio)") for r in waits[1:])  # then only the triggerer
+    assert all(r.user_agent.endswith("(aiohttp)") for r in waits[1:])  # then only the triggerer
     assert exports[-1].status == 200 and exports[-1].user_agent.endswith("(requests)")  # the download
     assert emulator.live_sessions == 0

@@ -26,7 +26,7 @@ def wait_for_deferred_polling(deployment: AirflowDeployment, emulator: Emulator,
     wait_until(
         lambda: (
             deployment.task_instances("e2e_export", run_id)[0]["state"] == "deferred"
-            and any(r.endpoint == "export" and r.user_agent.endswith("(asyncio)") for r in emulator.requests)
+            and any(r.endpoint == "export" and r.user_agent.endswith("(aiohttp)") for r in emulator.requests)
         ),
         timeout=120,
         what="the trigger to be polling",
@@ -54,7 +54,7 @@ def test_triggerer_killed_while_polling_resumes_the_same_export(
     polled = {r.path for r in emulator.requests if r.endpoint == "export"}
     assert len(polled) == 1  # before and after the restart: the one export URI
     resumed = [r for r in emulator.requests[polls_before_restart:] if r.endpoint == "export"]
-    assert any(r.user_agent.endswith("(asyncio)") for r in resumed)  # a new triggerer polled it
+    assert any(r.user_agent.endswith("(aiohttp)") for r in resumed)  # a new triggerer polled it
     # The SIGKILLed trigger could not log out: its SST is the one left, until it expires.
     assert emulator.live_sessions == 1
     emulator.expire_sessions()
@@ -91,7 +91,7 @@ def test_mapped_export_writes_one_file_per_report_with_bounded_logins(
     # per mapped task: one login to start the export and one to download it...
     assert sum(r.user_agent.endswith("(requests)") for r in logins) == 6
     # ...and the triggerer's shared session: one login while any of the three waits
-    assert 1 <= sum(r.user_agent.endswith("(asyncio)") for r in logins) <= 3
+    assert 1 <= sum(r.user_agent.endswith("(aiohttp)") for r in logins) <= 3
     assert [e for e, _ in emulator.calls()].count("execute") == 3
     assert emulator.live_sessions == 0
 

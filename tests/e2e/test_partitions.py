@@ -108,7 +108,7 @@ def test_partitioned_exports_feed_the_partitioned_load_each_day_once(
         None,
     )
     assert exported_days(emulator) == Counter({f"{yesterday}..{yesterday}": 2})  # the export's, the load's
-    assert any(r.endpoint == "export" and r.user_agent.endswith("(asyncio)") for r in emulator.requests)
+    assert any(r.endpoint == "export" and r.user_agent.endswith("(aiohttp)") for r in emulator.requests)
     assert backfilled_file(deployment, EXPORT, yesterday).read_bytes() == render_report(
         DEMO_WORKSPACE, QUEUE_REPORT, str(yesterday), str(yesterday)
     )
