@@ -17,7 +17,7 @@ Before each download, whoever makes it, the machine is settled: earlier files ar
 and removed, then a scratch file of the export's size is written and deleted, so the download
 writes into memory the guest really holds. On this project's VM the host takes freed guest memory
 back (free page reporting), and page-cache writes into memory it must fault in again cost 3-10x
-(docs/performance.md, "The machine's memory"): without this step a round measures the host more
+(benchmarks/HISTORY.md, "The machine's memory"): without this step a round measures the host more
 than either client. `--cold-memory` waits 5 s instead, so that the host has taken it back.
 
 `--baseline-src` times a second provider, another checkout's `src` (say, a `git worktree` of an

@@ -281,8 +281,10 @@ BAD_PATHS = {
 
 @pytest.mark.parametrize("path", BAD_PATHS.values(), ids=BAD_PATHS.keys())
 def test_both_transports_build_every_url_with_request_url(wire: HostileServer, path: str) -> None:
+    with pytest.raises(FlexInsightsApiError, match="Refusing to send a request to"):
+        Request("GET", path, "fetch it", auth=Auth.NONE)  # a request checks its path when made...
     request = Request("GET", "/gdc/x", "fetch it", auth=Auth.NONE)
-    object.__setattr__(request, "path", path)  # past Request's own check: the transports check again
+    object.__setattr__(request, "path", path)  # ...and the transports check it again when sending
 
     def flow():  # type: ignore[no-untyped-def]
         return (yield Send(request))

@@ -56,11 +56,11 @@ log = logging.getLogger(__name__)
 
 # Per buffer: each one handed over wakes a thread (on a VM, an interrupt to the other vCPU), so fewer,
 # larger buffers cost less; 1 MiB (a core's L2 cache on this project's VM) took 7-20% less time
-# than 256 KiB, at every chunk size (docs/performance.md, "Where the time went", 4).
+# than 256 KiB, at every chunk size (benchmarks/HISTORY.md, "Where the time went", 4).
 _BUFFER_BYTES = 1 << 20
 _BUFFERS = 8  # per file being written: at most 8 MiB of buffers, slack for a disk that stalls
 # Per write() call: 4 KiB calls cost 2.5x as much page-cache time, 16 KiB the same, 256 KiB never
-# less and once 6x more (docs/performance.md, "Where the time went", 3).
+# less and once 6x more (benchmarks/HISTORY.md, "Where the time went", 3).
 _WRITE_BYTES = 64 << 10
 # Stores whose first path component is a bucket (or container) that an upload cannot create.
 _BUCKET_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
