@@ -69,7 +69,7 @@ def masked_values() -> int:
 
 def shared_sessions() -> int:
     """Sessions the event loop's SharedSessions holds (the same attribute before and after the change)."""
-    from airflow_provider_flexinsights.library.client import SharedSessions
+    from airflow_provider_flexinsights.client import SharedSessions  # 0.2.0's path: --baseline-src
 
     return len(SharedSessions.of_running_loop()._sessions)
 
@@ -114,9 +114,9 @@ class Probe:
 
 async def soak(url: str, renewals: int, concurrency: int, warm_up: int) -> None:
     """Keep ``concurrency`` exports waiting in triggers until ``renewals`` TTs were minted, then drain."""
+    from airflow_provider_flexinsights.client import FlexInsightsClient  # 0.2.0's path: --baseline-src
     from airflow_provider_flexinsights.emulator import DEMO_WORKSPACE, QUEUE_REPORT, airflow_connection
     from airflow_provider_flexinsights.hooks.flex_insights import FlexInsightsAsyncHook
-    from airflow_provider_flexinsights.library.client import FlexInsightsClient
     from airflow_provider_flexinsights.triggers.flex_insights import FlexInsightsExportTrigger
 
     os.environ["AIRFLOW_CONN_FLEX_INSIGHTS_DEFAULT"] = airflow_connection(url)
