@@ -74,14 +74,19 @@ def shared_sessions() -> int:
     return len(SharedSessions.of_running_loop()._sessions)
 
 
+def _loop_tts(state: dict[str, Any]) -> int:
+    """TTs the emulator minted for clients other than requests (the event loop's)."""
+    return sum(count for agent, count in state["tts_by_client"].items() if "(requests)" not in agent)
+
+
 class Probe:
     """The emulator's counts, and this process's figures at each checkpoint."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.http = requests.Session()
-        self._before, self._logins_before = 0, 0  # the emulator may have served another side already
-        self._before, self._logins_before = self.renewals(), self.server()["logins"]
+        state = self.server()  # the emulator may have served another side already
+        self._before, self._logins_before = _loop_tts(state), state["logins"]
 
     def server(self) -> dict[str, Any]:
         state: dict[str, Any] = self.http.get(f"{self.url}/_emulator/state", timeout=30).json()
@@ -89,8 +94,7 @@ class Probe:
 
     def renewals(self) -> int:
         """TTs minted for the event loop (not for the thread that starts exports with requests)."""
-        minted = self.server()["tts_by_client"]
-        return sum(count for agent, count in minted.items() if "(requests)" not in agent) - self._before
+        return _loop_tts(self.server()) - self._before
 
     def checkpoint(self, name: str, renewals: int, exports: int) -> dict[str, Any]:
         fds, sockets = descriptors()

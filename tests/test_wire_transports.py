@@ -45,6 +45,7 @@ from airflow_provider_flexinsights.library.transport import AsyncTransport, Down
 
 from tests.conftest import CONN_ENV, closed_port, connection_json
 from tests.hostile import HostileServer, RawRequest, response
+from tests.test_trigger import make_trigger, run_as_triggerer
 
 ONE_TRY = RetryPolicy(max_attempts=1)
 MIB = 1 << 20
@@ -72,25 +73,7 @@ def start_export() -> tuple[str, str]:
 
 def run_trigger(export_uri: str) -> dict[str, Any]:
     """The trigger rebuilt from its serialized form and run as the triggerer runs it: its one event."""
-    from airflow.sdk.module_loading import import_string
-
-    from airflow_provider_flexinsights.triggers.flex_insights import FlexInsightsExportTrigger
-
-    trigger = FlexInsightsExportTrigger(
-        conn_id="flex_insights_default",
-        export_uri=export_uri,
-        workspace_id=DEMO_WORKSPACE,
-        report_id=QUEUE_REPORT,
-        end_time=time.time() + 60,
-        poll_interval=0.02,
-        max_poll_interval=0.1,
-    )
-    classpath, kwargs = trigger.serialize()
-
-    async def collect() -> list[dict[str, Any]]:
-        return [event.payload async for event in import_string(classpath)(**kwargs).run()]
-
-    events = asyncio.run(collect())
+    events = run_as_triggerer(make_trigger(export_uri, end_time=time.time() + 60))
     assert len(events) == 1
     return events[0]
 
@@ -294,20 +277,26 @@ def test_both_transports_build_every_url_with_request_url(wire: HostileServer, p
         sync.run(flow())
     sync.close()
 
-    async def run_async() -> None:
-        async_transport = AsyncTransport(wire.url, on_secret=_ignore)
-        try:
-            await async_transport.run(flow())
-        finally:
-            await async_transport.close()
-
     with pytest.raises(FlexInsightsApiError, match="Refusing to send a request to"):
-        asyncio.run(run_async())
+        run_on_async_transport(wire.url, flow())
     assert wire.requests == []
 
 
 async def _ignore(secret: str) -> None:
     pass
+
+
+def run_on_async_transport(base_url: str, flow: Any) -> Any:
+    """Run ``flow`` on a fresh AsyncTransport in its own event loop, closing the transport after."""
+
+    async def run() -> Any:
+        async_transport = AsyncTransport(base_url, on_secret=_ignore)
+        try:
+            return await async_transport.run(flow)
+        finally:
+            await async_transport.close()
+
+    return asyncio.run(run())
 
 
 def test_the_triggerer_names_a_host_that_refuses_connections(
@@ -333,15 +322,8 @@ def test_the_async_transport_refuses_to_stream_a_body() -> None:
     def flow():  # type: ignore[no-untyped-def]
         return (yield Send(protocol.check_export("/gdc/x", "stream")))
 
-    async def run_async() -> None:
-        async_transport = AsyncTransport("http://127.0.0.1:9", on_secret=_ignore)
-        try:
-            await async_transport.run(flow())
-        finally:
-            await async_transport.close()
-
     with pytest.raises(ValueError, match="never streams"):
-        asyncio.run(run_async())
+        run_on_async_transport("http://127.0.0.1:9", flow())
 
 
 @pytest.fixture
@@ -644,14 +626,7 @@ def test_whatever_escapes_a_transport_the_flow_cleans_up_at_once(wire: HostileSe
         sync.run(flow("worker"))
     sync.close()
 
-    async def run_async() -> None:
-        async_transport = AsyncTransport(wire.url, on_secret=_ignore)
-        try:
-            await async_transport.run(flow("triggerer"))
-        finally:
-            await async_transport.close()
-
     with pytest.raises(TypeError):
-        asyncio.run(run_async())
+        run_on_async_transport(wire.url, flow("triggerer"))
     assert cleaned == ["worker", "triggerer"]
     assert wire.requests == []

@@ -227,9 +227,7 @@ def read_export_uri(request: Request, reply: Reply, base_url: str) -> str:
         raise FlexInsightsApiError.from_reply(
             "Flex Insights accepted the export but sent no export URI", reply
         )
-    return follow(
-        location, base_url=base_url, source=_source_url(request, reply, base_url), action=request.action
-    )
+    return follow(location, request, reply, base_url)
 
 
 class ExportState(enum.Enum):
@@ -349,9 +347,7 @@ def redirect_target(request: Request, reply: Reply, base_url: str) -> Request | 
             f"Flex Insights could not {request.action}: HTTP {reply.status} redirect without a Location",
             reply,
         )
-    path = follow(
-        location, base_url=base_url, source=_source_url(request, reply, base_url), action=request.action
-    )
+    path = follow(location, request, reply, base_url)
     if reply.status == 303:
         return Request("GET", path, request.action, auth=request.auth, success_body=request.success_body)
     return Request(request.method, path, request.action, request.auth, request.json, request.success_body)
@@ -368,18 +364,8 @@ def poll_target(request: Request, reply: Reply, base_url: str) -> Request | None
     if reply.status != 202:
         return None
     location = _header(reply.headers, "Location") or _uri_in_body(reply)
-    source = _source_url(request, reply, base_url)
-    path = (
-        follow(location, base_url=base_url, source=source, action=request.action)
-        if location
-        else request.path
-    )
+    path = follow(location, request, reply, base_url) if location else request.path
     return Request("GET", path, request.action, auth=request.auth, success_body=request.success_body)
-
-
-def _source_url(request: Request, reply: Reply, base_url: str) -> str:
-    """The absolute URL an answer came from: what its relative locations are resolved against."""
-    return reply.url or request_url(base_url, request.path)
 
 
 # --- Locations: the one rule for every URL the server supplies ---------------------------------
@@ -407,15 +393,17 @@ def check_path(path: str) -> None:
         )
 
 
-def follow(location: str, *, base_url: str, source: str, action: str) -> str:
-    """The path on ``base_url`` that a server-supplied ``location`` names, or an error in one sentence.
+def follow(location: str, request: Request, reply: Reply, base_url: str) -> str:
+    """The path on ``base_url`` that ``location``, found in ``reply`` to ``request``, names, or an
+    error in one sentence.
 
     Every location the server supplies (a ``Location`` header, a 202's ``uri``, an export URI, an
-    object link) is resolved against ``source``, the URL it came from, as RFC 3986 says, and
-    followed only to the base URL's own scheme, host and port (and under its path): a token never
-    travels anywhere else. Control characters and spaces are refused; the query is kept byte for
-    byte (the export's ``q`` is base64 with escapes the server needs back as it gave them).
+    object link) is resolved against the URL the answer came from, as RFC 3986 says, and followed
+    only to the base URL's own scheme, host and port (and under its path): a token never travels
+    anywhere else. Control characters and spaces are refused; the query is kept byte for byte (the
+    export's ``q`` is base64 with escapes the server needs back as it gave them).
     """
+    action, source = request.action, reply.url or request_url(base_url, request.path)
     if not _PLAIN_URI.fullmatch(location):
         raise FlexInsightsApiError(
             f"Flex Insights could not {action}: the server pointed to {ascii(location)[:200]}, which holds "
@@ -734,8 +722,7 @@ def read_object_at(uri: str, what: str) -> Request:
 def read_linked_object(location: str, what: str, *, request: Request, reply: Reply, base_url: str) -> Request:
     """The object a metadata answer links to (a grid's label or metric, a label's attribute): a
     server-supplied location, so it goes through :func:`follow` like every other."""
-    source = _source_url(request, reply, base_url)
-    return read_object_at(follow(location, base_url=base_url, source=source, action=request.action), what)
+    return read_object_at(follow(location, request, reply, base_url), what)
 
 
 def read_report_definition_uri(request: Request, reply: Reply, base_url: str) -> str | None:
@@ -748,8 +735,7 @@ def read_report_definition_uri(request: Request, reply: Reply, base_url: str) ->
         raise _unexpected_shape(reply, "the report") from err
     if not definitions:
         return None
-    source = _source_url(request, reply, base_url)
-    return follow(str(definitions[-1]), base_url=base_url, source=source, action=request.action)
+    return follow(str(definitions[-1]), request, reply, base_url)
 
 
 def read_report_grid(reply: Reply) -> tuple[GridItem, ...]:

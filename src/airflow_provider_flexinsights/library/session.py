@@ -82,12 +82,6 @@ class Token:
     def __format__(self, spec: str) -> str:
         return "***"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Token) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
 
 Effect = Send | Sleep | Secret
 Flow = Generator[Effect, Any, T]
